@@ -1,0 +1,298 @@
+//! `eks-auth`: the operator CLI. Explain authenticator lines, run the handler on an event file,
+//! and wrap raw lines into events for manual invokes.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use eks_auth_remediator::diagnosis::{self, Aggregator, Origin, Outcome};
+use eks_auth_remediator::facts::OfflineFacts;
+use eks_auth_remediator::handler::{self, Config};
+use eks_auth_remediator::{authlog, eventgen, ticket};
+
+#[derive(Parser)]
+#[command(
+    name = "eks-auth",
+    version,
+    about = "Diagnose and remediate EKS 'You must be logged in to the server (Unauthorized)' errors"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Explain authenticator log lines: outcome, cause, principal and what to do.
+    /// Reads stdin when no LINE is given; a timestamp-only line is joined to the line below.
+    Explain {
+        /// One JSON object per input line instead of prose.
+        #[arg(long)]
+        json: bool,
+        /// Cluster name to put in recommended commands.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Region to put in recommended commands.
+        #[arg(long)]
+        region: Option<String>,
+        lines: Vec<String>,
+    },
+    /// Run the Lambda handler on an event file (`-` for stdin) and print the response JSON.
+    Invoke {
+        event: PathBuf,
+        /// Make no network calls at all (facts are "unknown").
+        #[arg(long)]
+        offline: bool,
+        /// Approval policy document (arrives with automatic remediation).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Print the tickets as Markdown instead of the response JSON.
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Wrap raw log lines (FILE or stdin) into an event for manual invokes and `cargo lambda invoke`.
+    Event {
+        /// Cluster name: the log group becomes /aws/eks/NAME/cluster.
+        #[arg(long, default_value = "demo")]
+        cluster: String,
+        /// Account id for the `owner` field.
+        #[arg(long, default_value = "111122223333")]
+        account: String,
+        /// Region (Kinesis records and manual events carry it).
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Event shape to produce.
+        #[arg(long, value_enum, default_value_t = Shape::Subscription)]
+        format: Shape,
+        /// Produce a CONTROL_MESSAGE (reachability probe) instead of data.
+        #[arg(long)]
+        control: bool,
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Shape {
+    Subscription,
+    Kinesis,
+    Decoded,
+    Manual,
+}
+
+fn main() -> ExitCode {
+    eks_auth_remediator::logging::init_cli();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let first = e.to_string().replace('\n', " ");
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("eks-auth: {}", if msg.is_empty() { first } else { msg });
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Cmd::Explain {
+            json,
+            cluster,
+            region,
+            lines,
+        } => explain(json, cluster, region, lines),
+        Cmd::Invoke {
+            event,
+            offline: _,
+            policy,
+            markdown,
+        } => invoke(&event, policy, markdown),
+        Cmd::Event {
+            cluster,
+            account,
+            region,
+            format,
+            control,
+            file,
+        } => {
+            let text = if control {
+                String::new()
+            } else {
+                read_input(file.as_deref())?
+            };
+            let opts = eventgen::Options {
+                cluster,
+                account,
+                region,
+                control,
+            };
+            let out = match format {
+                Shape::Subscription => eventgen::subscription(&text, &opts),
+                Shape::Kinesis => eventgen::kinesis(&text, &opts),
+                Shape::Decoded => eventgen::decoded(&text, &opts),
+                Shape::Manual => eventgen::manual(&text, &opts),
+            };
+            let mut stdout = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut stdout, &out)?;
+            writeln!(stdout)?;
+            Ok(())
+        }
+    }
+}
+
+fn read_input(path: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let mut buf = Vec::new();
+    let limit = eks_auth_remediator::event::DEFAULT_MAX_EVENT as u64;
+    match path {
+        None => {
+            std::io::stdin()
+                .lock()
+                .take(limit + 1)
+                .read_to_end(&mut buf)?;
+        }
+        Some(p) if p.as_os_str() == "-" => {
+            std::io::stdin()
+                .lock()
+                .take(limit + 1)
+                .read_to_end(&mut buf)?;
+        }
+        Some(p) => {
+            std::fs::File::open(p)
+                .with_context(|| format!("cannot read {}", p.display()))?
+                .take(limit + 1)
+                .read_to_end(&mut buf)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+        }
+    }
+    if buf.len() as u64 > limit {
+        bail!("input is over the {limit}-byte limit");
+    }
+    String::from_utf8(buf).context("input is not UTF-8")
+}
+
+fn invoke(path: &std::path::Path, policy: Option<PathBuf>, markdown: bool) -> anyhow::Result<()> {
+    if let Some(p) = policy {
+        bail!(
+            "--policy {}: approval policies are not supported by this version (automatic remediation is not built yet); run without --policy for a dry run",
+            p.display()
+        );
+    }
+    let config = Config::from_env()?;
+    let raw = if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(config.limits.max_event_bytes as u64 + 1)
+            .read_to_end(&mut buf)?;
+        buf
+    } else {
+        let mut buf = Vec::new();
+        std::fs::File::open(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .take(config.limits.max_event_bytes as u64 + 1)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        buf
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().build()?;
+    let response = rt
+        .block_on(handler::handle_bytes(&raw, &config, &OfflineFacts))
+        .map_err(|e| anyhow::anyhow!(handler::format_chain(&e)))?;
+    let mut stdout = std::io::stdout().lock();
+    if markdown {
+        for t in &response.tickets {
+            writeln!(stdout, "{}", ticket::to_markdown(t))?;
+        }
+        if response.tickets.is_empty() {
+            writeln!(
+                stdout,
+                "No tickets: {} events, {} findings.",
+                response.stats.events,
+                response.findings.len()
+            )?;
+        }
+    } else {
+        serde_json::to_writer_pretty(&mut stdout, &response)?;
+        writeln!(stdout)?;
+    }
+    Ok(())
+}
+
+fn explain(
+    json: bool,
+    cluster: Option<String>,
+    region: Option<String>,
+    lines: Vec<String>,
+) -> anyhow::Result<()> {
+    let text = if lines.is_empty() {
+        read_input(None)?
+    } else {
+        lines.join("\n")
+    };
+    let origin = Origin {
+        log_group: cluster.as_deref().map(|c| format!("/aws/eks/{c}/cluster")),
+        cluster,
+        region,
+        ..Origin::default()
+    };
+    let mut stdout = std::io::stdout().lock();
+    let entries = authlog::split_paste(&text);
+    if entries.is_empty() {
+        bail!("no input lines");
+    }
+    for entry in entries {
+        let shown = entry.replace('\u{1f}', "\n");
+        match authlog::parse_entry(&entry) {
+            Ok(rec) => {
+                let d = diagnosis::diagnose(&rec);
+                if json {
+                    let mut v = serde_json::to_value(&d)?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("cause".into(), serde_json::to_value(d.cause)?);
+                        o.insert("principal".into(), serde_json::to_value(&d.principal)?);
+                        o.insert("summary".into(), d.summary().into());
+                        o.insert("format".into(), serde_json::to_value(rec.format)?);
+                        o.insert("wrapper".into(), serde_json::to_value(rec.wrapper)?);
+                        o.insert("line".into(), shown.into());
+                    }
+                    writeln!(stdout, "{v}")?;
+                } else {
+                    writeln!(stdout, "{}", d.summary())?;
+                    if matches!(d.outcome, Outcome::Denied | Outcome::ConfigError) {
+                        let mut agg = Aggregator::new();
+                        agg.add(&origin, None, None, &entry);
+                        if let Some(f) = agg.finish().0.first() {
+                            let t = ticket::build(f);
+                            writeln!(stdout, "\n{}\n\nWhat to do:", t.diagnosis)?;
+                            for (i, c) in t.recommended_commands.iter().enumerate() {
+                                writeln!(
+                                    stdout,
+                                    "  {}. {}\n     {}",
+                                    i + 1,
+                                    c.description,
+                                    c.command
+                                )?;
+                            }
+                        }
+                    }
+                    writeln!(stdout)?;
+                }
+            }
+            Err(e) => {
+                if json {
+                    let v = serde_json::json!({
+                        "outcome": "unparsed", "cause": null, "principal": null,
+                        "summary": format!("not an authenticator line: {e}"),
+                        "line": shown,
+                    });
+                    writeln!(stdout, "{v}")?;
+                } else {
+                    writeln!(stdout, "not an authenticator line ({e}): {shown}\n")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

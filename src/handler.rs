@@ -1,0 +1,259 @@
+//! The one entry both binaries call: decode -> parse -> diagnose -> facts -> plan -> response.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::diagnosis::{Aggregator, Finding, Stats};
+use crate::event::{self, DecodeError, Decoded, Limits, Source};
+use crate::facts::{Facts, FactsProvider};
+use crate::plan::{self, Action};
+use crate::ticket::{self, Ticket};
+
+/// Runtime configuration, read once at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub limits: Limits,
+    /// The function's region (Lambda's `AWS_REGION`), used when the event does not carry one.
+    pub region: Option<String>,
+}
+
+/// A configuration value that cannot be used: a startup error, never a silent default.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name}={value:?} is invalid: {reason}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+impl Config {
+    /// Reads `EKS_AUTH_MAX_DECOMPRESSED_BYTES`, `EKS_AUTH_MAX_EVENT_BYTES`, `EKS_AUTH_MAX_EVENTS`
+    /// and `AWS_REGION`/`AWS_DEFAULT_REGION`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable that does not parse.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// As [`Config::from_env`], from any key lookup (tests pass a map).
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the variable that does not parse.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut limits = Limits::default();
+        for (name, slot) in [
+            (
+                "EKS_AUTH_MAX_DECOMPRESSED_BYTES",
+                &mut limits.max_decompressed_bytes,
+            ),
+            ("EKS_AUTH_MAX_EVENT_BYTES", &mut limits.max_event_bytes),
+            ("EKS_AUTH_MAX_EVENTS", &mut limits.max_events),
+        ] {
+            if let Some(v) = get(name) {
+                *slot = v
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(ConfigError {
+                        name,
+                        value: v,
+                        reason: "expected a positive integer",
+                    })?;
+            }
+        }
+        let region = get("AWS_REGION")
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+            .filter(|r| !r.is_empty());
+        Ok(Config { limits, region })
+    }
+}
+
+/// A finding with the facts it was planned on.
+#[derive(Debug, Clone, Serialize)]
+pub struct FindingReport {
+    #[serde(flatten)]
+    pub finding: Finding,
+    pub facts: Facts,
+}
+
+/// The invocation's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Response {
+    pub version: &'static str,
+    /// `dry-run` until an approval policy enables enforcement.
+    pub mode: &'static str,
+    pub source: Source,
+    /// True when the event was a CloudWatch Logs CONTROL_MESSAGE (reachability probe).
+    pub control_message: bool,
+    pub clusters: Vec<String>,
+    pub findings: Vec<FindingReport>,
+    pub actions: Vec<Action>,
+    pub tickets: Vec<Ticket>,
+    pub stats: Stats,
+}
+
+/// Why an invocation failed. Decode errors will fail again on retry: they are `NonRetryable`,
+/// and after Lambda's own retries the event lands in the on-failure destination.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("cannot decode event")]
+    Decode(#[from] DecodeError),
+}
+
+impl HandlerError {
+    /// The Lambda error type: tells whether a retry can help.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            HandlerError::Decode(_) => "NonRetryable.DecodeError",
+        }
+    }
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        lambda_runtime::Diagnostic {
+            error_type: e.error_type().to_string(),
+            error_message: format_chain(&e),
+        }
+    }
+}
+
+/// `outer: inner: innermost`, as `{:#}` prints an anyhow chain.
+pub fn format_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// Decodes and handles an event given as JSON.
+///
+/// # Errors
+/// [`HandlerError::Decode`] when the event cannot be decoded; unparsable lines are counted, not fatal.
+pub async fn handle_value<F: FactsProvider>(
+    event: &serde_json::Value,
+    config: &Config,
+    facts: &F,
+) -> Result<Response, HandlerError> {
+    let decoded = event::decode_value(event, &config.limits)?;
+    Ok(handle_decoded(&decoded, config, facts).await)
+}
+
+/// Handles raw event bytes (CLI and tests).
+///
+/// # Errors
+/// As [`handle_value`].
+pub async fn handle_bytes<F: FactsProvider>(
+    raw: &[u8],
+    config: &Config,
+    facts: &F,
+) -> Result<Response, HandlerError> {
+    let decoded = event::decode_bytes(raw, &config.limits)?;
+    Ok(handle_decoded(&decoded, config, facts).await)
+}
+
+/// Groups a decoded event into findings (pure).
+pub fn diagnose_decoded(decoded: &Decoded, config: &Config) -> (Vec<Finding>, Stats) {
+    let mut agg = Aggregator::new();
+    for batch in &decoded.batches {
+        if batch.message_type == event::MessageType::ControlMessage {
+            continue;
+        }
+        let mut origin = batch.origin.clone();
+        if origin.region.is_none() {
+            origin.region.clone_from(&config.region);
+        }
+        for ev in &batch.events {
+            agg.add(&origin, ev.id.as_deref(), ev.timestamp, &ev.message);
+        }
+    }
+    agg.finish()
+}
+
+/// Diagnoses, gathers facts, plans and builds tickets for a decoded event.
+pub async fn handle_decoded<F: FactsProvider>(
+    decoded: &Decoded,
+    config: &Config,
+    facts: &F,
+) -> Response {
+    let (findings, stats) = diagnose_decoded(decoded, config);
+    let mut reports = Vec::with_capacity(findings.len());
+    let mut actions = Vec::with_capacity(findings.len());
+    let mut tickets = Vec::new();
+    for f in findings {
+        let fx = facts.gather(&f).await;
+        let action = plan::plan(&f, &fx);
+        if action.ticket_id.is_some() {
+            let t = ticket::build(&f);
+            tracing::info!(
+                ticket_id = %t.id,
+                cause = t.cause.map(|c| c.as_str()).unwrap_or("config_error"),
+                severity = ticket::severity_str(t.severity),
+                cluster = t.cluster.as_deref().unwrap_or(""),
+                count = t.evidence.count,
+                ticket = %serde_json::to_string(&t).unwrap_or_default(),
+                "ticket"
+            );
+            tickets.push(t);
+        }
+        actions.push(action);
+        reports.push(FindingReport {
+            finding: f,
+            facts: fx,
+        });
+    }
+    let clusters: BTreeSet<String> = decoded
+        .batches
+        .iter()
+        .filter_map(|b| b.origin.cluster.clone())
+        .collect();
+    tracing::info!(
+        source = ?decoded.source,
+        events = stats.events,
+        duplicates = stats.duplicates,
+        parsed = stats.parsed,
+        unparsed = stats.unparsed,
+        findings = reports.len(),
+        tickets = tickets.len(),
+        "handled event"
+    );
+    if stats.unparsed > 0 {
+        tracing::warn!(unparsed = stats.unparsed, "lines that are not authenticator records were counted and sampled in stats.unparsed_samples");
+    }
+    Response {
+        version: env!("CARGO_PKG_VERSION"),
+        mode: "dry-run",
+        source: decoded.source,
+        control_message: decoded.is_control_only(),
+        clusters: clusters.into_iter().collect(),
+        findings: reports,
+        actions,
+        tickets,
+        stats,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn config_from_env_rejects_garbage() {
+        let env: HashMap<&str, &str> = [("EKS_AUTH_MAX_DECOMPRESSED_BYTES", "lots")].into();
+        let err = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(err.name, "EKS_AUTH_MAX_DECOMPRESSED_BYTES");
+        let env: HashMap<&str, &str> =
+            [("EKS_AUTH_MAX_EVENTS", "10"), ("AWS_REGION", "eu-west-1")].into();
+        let c = Config::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.limits.max_events, 10);
+        assert_eq!(c.region.as_deref(), Some("eu-west-1"));
+    }
+}

@@ -1,0 +1,32 @@
+//! eks-auth-remediator turns Amazon EKS "You must be logged in to the server (Unauthorized)"
+//! incidents into a fix or a ticket.
+//!
+//! The flow, every step but the facts a pure function over plain data:
+//!
+//! ```text
+//! event  -> decode (bounded base64/gzip/JSON)  -> parse (authenticator lines, any format)
+//!        -> diagnose (outcome + cause per line, findings per cluster/principal/cause)
+//!        -> facts (trait; offline provider knows nothing) -> plan (one action per finding)
+//!        -> report (response JSON with findings, actions and ticket payloads)
+//! ```
+//!
+//! ```
+//! use eks_auth_remediator::{authlog, diagnosis};
+//! let line = r#"time="2022-12-28T15:37:19Z" level=warning msg="access denied" arn="arn:aws:sts::111122223333:assumed-role/dev/alice" error="ARN is not mapped""#;
+//! let d = diagnosis::diagnose(&authlog::parse_line(line)?);
+//! assert_eq!(d.cause, Some(diagnosis::Cause::NotMapped));
+//! assert_eq!(d.principal.as_deref(), Some("arn:aws:iam::111122223333:role/dev"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod arn;
+pub mod authlog;
+pub mod diagnosis;
+pub mod event;
+pub mod eventgen;
+pub mod facts;
+pub mod handler;
+pub mod logging;
+pub mod plan;
+pub mod ticket;
+pub mod timefmt;

@@ -1,0 +1,669 @@
+//! The ticket payload: a stable JSON document (schema in `schemas/ticket.schema.json`) and its
+//! Markdown rendering, with the runbook's exact commands for the finding's cause filled in.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::arn::{Arn, PrincipalKind};
+use crate::diagnosis::{Cause, Finding, Outcome};
+
+/// Bumped on any incompatible change to the payload; additive changes keep it.
+pub const SCHEMA_VERSION: &str = "1.0";
+
+/// How urgent a ticket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// One command a human should run, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Command {
+    pub description: String,
+    pub command: String,
+}
+
+/// What the ticket rests on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    pub count: u64,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    pub distinct_clients: usize,
+    pub clients: Vec<String>,
+    pub sts_error_codes: Vec<String>,
+    pub sts_regions: Vec<String>,
+    pub details: Vec<String>,
+    pub errors: Vec<String>,
+    pub log_group: Option<String>,
+    pub log_streams: Vec<String>,
+    pub samples: Vec<String>,
+}
+
+/// The ticket payload. Field names and meanings are frozen for a given [`SCHEMA_VERSION`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ticket {
+    pub schema_version: &'static str,
+    /// Deterministic: same cluster + principal + cause give the same id, so ticket systems dedupe.
+    pub id: String,
+    pub finding_id: String,
+    pub title: String,
+    pub severity: Severity,
+    pub cluster: Option<String>,
+    pub region: Option<String>,
+    pub account: Option<String>,
+    pub principal: Option<String>,
+    pub principal_type: Option<PrincipalKind>,
+    /// The ARN as aws-auth must name it: path removed.
+    pub aws_auth_arn: Option<String>,
+    pub outcome: Outcome,
+    pub cause: Option<Cause>,
+    pub diagnosis: String,
+    pub evidence: Evidence,
+    pub recommended_commands: Vec<Command>,
+    pub source: &'static str,
+}
+
+/// The Logs Insights query the runbook uses to find the cluster creator.
+pub const CREATOR_QUERY: &str = "fields @logStream, @timestamp, @message | sort @timestamp desc | filter @logStream like /authenticator/ | filter @message like \"username=kubernetes-admin\" | limit 50";
+
+/// The ticket id for a finding id.
+pub fn ticket_id(finding_id: &str) -> String {
+    format!("EAR-{finding_id}")
+}
+
+/// Builds the ticket for a finding.
+pub fn build(f: &Finding) -> Ticket {
+    let ctx = Ctx::new(f);
+    let (severity, diagnosis, commands) = match (f.outcome, f.cause) {
+        (Outcome::ConfigError, _) => config_error(&ctx),
+        (_, Some(cause)) => for_cause(&ctx, cause),
+        _ => for_cause(&ctx, Cause::Unknown),
+    };
+    let what = match f.cause {
+        Some(c) => format!("denied ({c})"),
+        None => "aws-auth has entries the authenticator drops (config_error)".into(),
+    };
+    let title = match (f.outcome, &f.principal) {
+        (Outcome::ConfigError, _) => format!("[eks-auth] {}: {what}", ctx.cluster_label),
+        (_, Some(p)) => format!("[eks-auth] {}: {p} {what}", ctx.cluster_label),
+        (_, None) => format!(
+            "[eks-auth] {}: unidentified caller {what}",
+            ctx.cluster_label
+        ),
+    };
+    Ticket {
+        schema_version: SCHEMA_VERSION,
+        id: ticket_id(&f.id),
+        finding_id: f.id.clone(),
+        title,
+        severity,
+        cluster: f.cluster.clone(),
+        region: f.region.clone(),
+        account: f.account.clone(),
+        principal: f.principal.clone(),
+        principal_type: f.principal_type,
+        aws_auth_arn: ctx.arn.as_ref().map(|a| a.without_path().to_string()),
+        outcome: f.outcome,
+        cause: f.cause,
+        diagnosis,
+        evidence: Evidence {
+            count: f.count,
+            first_seen: f.first_seen.clone(),
+            last_seen: f.last_seen.clone(),
+            distinct_clients: f.distinct_clients,
+            clients: f.clients.clone(),
+            sts_error_codes: f.sts_error_codes.clone(),
+            sts_regions: f.sts_regions.clone(),
+            details: f.details.clone(),
+            errors: f.errors.clone(),
+            log_group: f.log_group.clone(),
+            log_streams: f.log_streams.clone(),
+            samples: f.samples.clone(),
+        },
+        recommended_commands: commands,
+        source: concat!("eks-auth-remediator ", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Values every command needs, shell-quoted, with variables where the batch did not tell us.
+struct Ctx<'a> {
+    f: &'a Finding,
+    arn: Option<Arn>,
+    cluster: String,
+    cluster_label: String,
+    region: String,
+    partition: String,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(f: &'a Finding) -> Self {
+        let arn = f.principal.as_deref().and_then(|p| Arn::parse(p).ok());
+        Ctx {
+            f,
+            cluster: f.cluster.as_deref().map_or("\"$CLUSTER\"".into(), sh),
+            cluster_label: f
+                .cluster
+                .clone()
+                .unwrap_or_else(|| "unknown cluster".into()),
+            region: f.region.as_deref().map_or("\"$AWS_REGION\"".into(), sh),
+            partition: arn.as_ref().map_or("aws".into(), |a| a.partition.clone()),
+            arn,
+        }
+    }
+
+    fn c(&self, description: impl Into<String>, command: impl Into<String>) -> Command {
+        Command {
+            description: description.into(),
+            command: command.into(),
+        }
+    }
+
+    fn whoami(&self) -> Command {
+        self.c(
+            "On the machine that got 'You must be logged in to the server (Unauthorized)': check which IAM identity kubectl uses",
+            "aws sts get-caller-identity",
+        )
+    }
+
+    fn kubeconfig(&self) -> Command {
+        self.c(
+            "Regenerate the kubeconfig entry for this cluster and retry",
+            format!(
+                "aws eks update-kubeconfig --name {} --region {} && kubectl get svc",
+                self.cluster, self.region
+            ),
+        )
+    }
+
+    fn auth_mode(&self) -> Command {
+        self.c(
+            "Read the cluster's authentication mode (CONFIG_MAP: aws-auth only; API: access entries only; API_AND_CONFIG_MAP: both)",
+            format!(
+                "aws eks describe-cluster --name {} --region {} --query cluster.accessConfig.authenticationMode --output text",
+                self.cluster, self.region
+            ),
+        )
+    }
+
+    fn read_aws_auth(&self) -> Command {
+        self.c(
+            "As the cluster creator or an admin: read the current aws-auth ConfigMap",
+            "kubectl -n kube-system get configmap aws-auth -o yaml",
+        )
+    }
+
+    fn creator(&self) -> Vec<Command> {
+        let group = self.f.log_group.as_deref().map_or_else(
+            || format!("/aws/eks/{}/cluster", self.cluster_label),
+            str::to_string,
+        );
+        vec![
+            self.c(
+                "Find the cluster creator (always admin in CONFIG_MAP mode) in the authenticator logs of the last 7 days",
+                format!(
+                    "QUERY_ID=$(aws logs start-query --region {} --log-group-name {} --start-time $(date -d '-7 days' +%s) --end-time $(date +%s) --query-string {} --query queryId --output text)",
+                    self.region,
+                    sh(&group),
+                    sh(CREATOR_QUERY)
+                ),
+            ),
+            self.c(
+                "Read the query's results (the arn= of the kubernetes-admin lines is the creator)",
+                format!("aws logs get-query-results --region {} --query-id \"$QUERY_ID\"", self.region),
+            ),
+        ]
+    }
+
+    /// `"$(aws iam get-role --role-name R ...)"`: access entries need the path-qualified ARN.
+    fn path_qualified(&self) -> String {
+        match &self.arn {
+            Some(a) if a.kind() == PrincipalKind::Role => format!(
+                "\"$(aws iam get-role --role-name {} --query Role.Arn --output text)\"",
+                sh(a.name())
+            ),
+            Some(a) if a.kind() == PrincipalKind::User => format!(
+                "\"$(aws iam get-user --user-name {} --query User.Arn --output text)\"",
+                sh(a.name())
+            ),
+            Some(a) => sh(&a.to_string()),
+            None => "\"$PRINCIPAL_ARN\"".into(),
+        }
+    }
+
+    fn principal_label(&self) -> String {
+        self.f
+            .principal
+            .clone()
+            .unwrap_or_else(|| "the caller (not named in the log line)".into())
+    }
+
+    fn entity_check(&self) -> Option<Command> {
+        let a = self.arn.as_ref()?;
+        match a.kind() {
+            PrincipalKind::Role => Some(self.c(
+                "Check that the role still exists and note its path-qualified ARN and unique ID",
+                format!("aws iam get-role --role-name {} --query 'Role.[Arn,RoleId]' --output text", sh(a.name())),
+            )),
+            PrincipalKind::User => Some(self.c(
+                "Check that the user still exists and has an active access key",
+                format!(
+                    "aws iam get-user --user-name {n} --query 'User.[Arn,UserId]' --output text && aws iam list-access-keys --user-name {n}",
+                    n = sh(a.name())
+                ),
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn for_cause(x: &Ctx<'_>, cause: Cause) -> (Severity, String, Vec<Command>) {
+    let who = x.principal_label();
+    let mut cmds = Vec::new();
+    let (severity, text) = match cause {
+        Cause::NotMapped => {
+            let mut text = format!(
+                "{who} presented a valid token and STS confirmed its identity, but neither an aws-auth mapping nor an EKS access entry matches it, so the authenticator denied it."
+            );
+            if let Some(a) = &x.arn {
+                if a.kind() == PrincipalKind::Role {
+                    text.push_str(&format!(
+                        " aws-auth compares the canonical ARN without the role's path: map it as {} (a rolearn that keeps a path such as 'gitlab-ci/' or 'aws-reserved/sso.amazonaws.com/<region>/' never matches). An access entry, on the contrary, needs the path-qualified ARN from iam get-role.",
+                        a.without_path()
+                    ));
+                }
+                if a.is_sso_role() {
+                    text.push_str(" This is an IAM Identity Center (SSO) role: its IAM path is aws-reserved/sso.amazonaws.com/<region>/, which must not appear in aws-auth.");
+                }
+            }
+            text.push_str(" Grant the narrowest access that fits; system:masters and AmazonEKSClusterAdminPolicy are superuser.");
+            cmds.push(x.whoami());
+            cmds.push(x.auth_mode());
+            if let Some(c) = x.entity_check() {
+                cmds.push(c);
+            }
+            cmds.push(x.c(
+                "API or API_AND_CONFIG_MAP mode: create an access entry for the path-qualified ARN",
+                format!(
+                    "aws eks create-access-entry --cluster-name {} --region {} --principal-arn {} --type STANDARD",
+                    x.cluster, x.region, x.path_qualified()
+                ),
+            ));
+            cmds.push(x.c(
+                "...and associate an access policy (view shown; choose edit/admin only if approved)",
+                format!(
+                    "aws eks associate-access-policy --cluster-name {} --region {} --principal-arn {} --policy-arn arn:{}:eks::aws:cluster-access-policy/AmazonEKSViewPolicy --access-scope type=cluster",
+                    x.cluster, x.region, x.path_qualified(), x.partition
+                ),
+            ));
+            let (arn, username) = match &x.arn {
+                Some(a) if a.kind() == PrincipalKind::Role => (
+                    a.without_path().to_string(),
+                    format!("{}:{{{{SessionName}}}}", a.name()),
+                ),
+                Some(a) => (a.to_string(), a.name().to_string()),
+                None => ("\"$PRINCIPAL_ARN\"".into(), "\"$USERNAME\"".into()),
+            };
+            cmds.push(x.c(
+                "CONFIG_MAP mode (as the cluster creator or an admin): map the identity in aws-auth, role ARN without its path; add --group with an RBAC group bound to the access it needs",
+                format!(
+                    "eksctl create iamidentitymapping --cluster {} --region {} --arn {} --username {} --no-duplicate-arns",
+                    x.cluster,
+                    x.region,
+                    sh(&arn),
+                    sh(&username)
+                ),
+            ));
+            cmds.push(x.read_aws_auth());
+            cmds.extend(x.creator());
+            (Severity::Medium, text)
+        }
+        Cause::InvalidClientToken => {
+            cmds.push(x.whoami());
+            cmds.push(x.c(
+                "See which credentials the CLI picks up (keys are masked)",
+                "aws configure list",
+            ));
+            if let Some(c) = x.entity_check() {
+                cmds.push(c);
+            }
+            cmds.push(x.kubeconfig());
+            (Severity::Low, format!(
+                "STS answered InvalidClientTokenId for the token of {who}: the access key belongs to no existing IAM entity (the user or role was deleted, the key deactivated or rotated, or it belongs to another partition), or the identity has no programmatic access. Fix the caller's credentials; no cluster change helps."
+            ))
+        }
+        Cause::ExpiredToken => {
+            cmds.push(x.c(
+                "Refresh the session credentials (SSO shown; use your usual login)",
+                "aws sso login",
+            ));
+            cmds.push(x.whoami());
+            cmds.push(x.kubeconfig());
+            (Severity::Low, format!(
+                "STS answered ExpiredToken: the session credentials of {who} had expired when kubectl made its token. Refresh the credentials and retry."
+            ))
+        }
+        Cause::SignatureMismatch => {
+            cmds.push(x.c(
+                "Check the cluster name kubectl signs into its token (the exec args' --cluster-name)",
+                "kubectl config view --minify -o jsonpath='{.users[0].user.exec.args}'",
+            ));
+            cmds.push(x.kubeconfig());
+            cmds.push(x.whoami());
+            (Severity::Low, format!(
+                "STS answered SignatureDoesNotMatch for {who}. Most often the token was made for another cluster name (the authenticator re-sends x-k8s-aws-id with its own cluster name, so the signature no longer matches); otherwise the secret key is wrong. Regenerate the kubeconfig for {} and retry.",
+                x.cluster_label
+            ))
+        }
+        Cause::StsRejected => {
+            cmds.push(x.whoami());
+            cmds.push(x.c(
+                "Call the regional STS endpoint the authenticator uses; an AccessDenied here points to an SCP or a disabled regional endpoint",
+                format!("aws sts get-caller-identity --region {r} --endpoint-url https://sts.{r}.amazonaws.com", r = x.region.trim_matches('"')),
+            ));
+            cmds.push(x.kubeconfig());
+            (Severity::Medium, format!(
+                "STS rejected the presigned GetCallerIdentity call for {who}{}. Check the caller's credentials, service control policies and whether STS is enabled in the cluster's region.",
+                codes(x.f)
+            ))
+        }
+        Cause::StsThrottled => {
+            cmds.push(x.kubeconfig());
+            (Severity::Info, "STS throttled the authenticator's GetCallerIdentity calls. This is transient: kubectl retries succeed. If it persists, look for a client that authenticates in a tight loop (the clients list) and cache its token.".into())
+        }
+        Cause::StsUnreachable => {
+            cmds.push(x.c(
+                "Check the cluster's status",
+                format!("aws eks describe-cluster --name {} --region {} --query cluster.status --output text", x.cluster, x.region),
+            ));
+            cmds.push(x.c(
+                "Look for an open EKS/STS event in the account's health dashboard",
+                format!("aws health describe-events --region us-east-1 --filter services=EKS,STS,regions={}", x.region.trim_matches('"')),
+            ));
+            (Severity::High, "The cluster's control plane could not reach STS, so every IAM authentication fails while this lasts. Nothing on the client side helps; if it persists for more than a few minutes, open an AWS Support case quoting the evidence.".into())
+        }
+        Cause::TokenExpired => {
+            cmds.push(x.c(
+                "Compare the client's clock with UTC (tokens are valid for 15 minutes)",
+                "date -u",
+            ));
+            cmds.push(x.c(
+                "Make a fresh token and check its expiry",
+                format!("aws eks get-token --cluster-name {} --region {} --query status.expirationTimestamp --output text", x.cluster, x.region),
+            ));
+            cmds.push(x.kubeconfig());
+            (Severity::Low, "The token's X-Amz-Date is more than 15 minutes old: a client reused a cached token, or its clock is skewed. Sync the clock (NTP) and stop caching tokens beyond their expiry.".into())
+        }
+        Cause::MalformedToken => {
+            cmds.push(x.c(
+                "Check the AWS CLI version (old CLIs make tokens the authenticator rejects)",
+                "aws --version",
+            ));
+            cmds.push(x.c(
+                "Inspect the kubeconfig's user entry",
+                "kubectl config view --minify",
+            ));
+            cmds.push(x.kubeconfig());
+            (Severity::Low, format!(
+                "The bearer token was not a well-formed k8s-aws-v1 presigned STS URL ({}). The client's credential plugin is misconfigured or outdated, or something other than kubectl sent it.",
+                x.f.errors.first().map_or("no detail", String::as_str)
+            ))
+        }
+        Cause::TemplateError => {
+            cmds.push(x.read_aws_auth());
+            let ids = if x.f.details.is_empty() {
+                "\"$INSTANCE_ID\"".to_string()
+            } else {
+                x.f.details.join(" ")
+            };
+            cmds.push(x.c(
+                "Check that the instance exists in the cluster's account and region and has a private DNS name",
+                format!("aws ec2 describe-instances --region {} --instance-ids {ids} --query 'Reservations[].Instances[].PrivateDnsName' --output text", x.region),
+            ));
+            (Severity::High, format!(
+                "The mapping for {who} uses a username template (system:node:{{{{EC2PrivateDNSName}}}}) that the authenticator could not render: its EC2 instance lookup failed. Typical reasons: nodes in another account, a session name that is not an instance id, or the instance is gone. Nodes with this role cannot join."
+            ))
+        }
+        Cause::ReservedUsername => {
+            cmds.push(x.c(
+                "Show the mapping that uses the reserved username",
+                format!(
+                    "eksctl get iamidentitymapping --cluster {} --region {} --arn {}",
+                    x.cluster,
+                    x.region,
+                    x.arn.as_ref().map_or("\"$PRINCIPAL_ARN\"".into(), |a| sh(
+                        &a.without_path().to_string()
+                    ))
+                ),
+            ));
+            cmds.push(x.c(
+                "As the cluster creator or an admin: change the username so it does not start with a reserved prefix (system:, eks:, aws:, amazon:, iam:)",
+                "kubectl -n kube-system edit configmap aws-auth",
+            ));
+            (Severity::Medium, format!(
+                "The aws-auth mapping for {who} sets a username ({}) that begins with a prefix the authenticator reserves, so the mapping is refused.",
+                x.f.details.first().map_or("see evidence", String::as_str)
+            ))
+        }
+        Cause::InvalidArn => {
+            cmds.push(x.whoami());
+            cmds.push(x.kubeconfig());
+            (Severity::Medium, format!(
+                "The authenticator could not use the caller's ARN ({}): it is invalid or has no partition the authenticator knows. Check that the credentials and the cluster are in the same partition and region.",
+                x.f.principal.as_deref().unwrap_or("not logged")
+            ))
+        }
+        Cause::StalePrincipal => {
+            if let Some(c) = x.entity_check() {
+                cmds.push(c);
+            }
+            cmds.push(x.c(
+                "Record the access policies the old entry had",
+                format!("aws eks list-associated-access-policies --cluster-name {} --region {} --principal-arn {}", x.cluster, x.region, x.path_qualified()),
+            ));
+            cmds.push(x.c(
+                "Delete the stale access entry (it is bound to the deleted entity's unique ID)",
+                format!(
+                    "aws eks delete-access-entry --cluster-name {} --region {} --principal-arn {}",
+                    x.cluster,
+                    x.region,
+                    x.path_qualified()
+                ),
+            ));
+            cmds.push(x.c(
+                "Recreate it for the current entity",
+                format!("aws eks create-access-entry --cluster-name {} --region {} --principal-arn {} --type STANDARD", x.cluster, x.region, x.path_qualified()),
+            ));
+            cmds.push(x.c(
+                "Re-associate each recorded policy (view shown)",
+                format!(
+                    "aws eks associate-access-policy --cluster-name {} --region {} --principal-arn {} --policy-arn arn:{}:eks::aws:cluster-access-policy/AmazonEKSViewPolicy --access-scope type=cluster",
+                    x.cluster, x.region, x.path_qualified(), x.partition
+                ),
+            ));
+            (Severity::High, format!(
+                "{who} was deleted and recreated under the same ARN. Its EKS access entry is bound to the old entity's unique ID, so the new entity is denied ('ARN does not match User ID'). Recreate the access entry."
+            ))
+        }
+        Cause::Unknown => {
+            cmds.push(x.whoami());
+            cmds.push(x.kubeconfig());
+            cmds.push(x.auth_mode());
+            (Severity::Medium, format!(
+                "The authenticator denied {who} with an error this tool does not recognise: {}. Read the sample lines and the runbook; please report the line so the taxonomy can learn it.",
+                x.f.errors.first().map_or("(no error field)", String::as_str)
+            ))
+        }
+    };
+    (severity, text, cmds)
+}
+
+fn config_error(x: &Ctx<'_>) -> (Severity, String, Vec<Command>) {
+    let mut cmds = vec![x.read_aws_auth()];
+    cmds.extend(x.creator());
+    cmds.push(x.c(
+        "As the creator or an admin: fix or remove the entries named in the error, keeping every other entry (node roles first)",
+        "kubectl -n kube-system edit configmap aws-auth",
+    ));
+    (
+        Severity::High,
+        "The authenticator could not parse part of the aws-auth ConfigMap and dropped those entries (a YAML error drops a whole key: every mapping in it stops working, node roles included). Restore a valid aws-auth as the cluster creator, who keeps access in CONFIG_MAP mode.".into(),
+        cmds,
+    )
+}
+
+fn codes(f: &Finding) -> String {
+    if f.sts_error_codes.is_empty() {
+        String::new()
+    } else {
+        format!(" (STS {})", f.sts_error_codes.join(", "))
+    }
+}
+
+/// Quotes for POSIX sh when the value holds anything beyond a safe set.
+pub fn sh(v: &str) -> String {
+    let safe = !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:@=+,%".contains(&b));
+    if safe {
+        v.to_string()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
+    }
+}
+
+/// Renders a ticket as Markdown for humans.
+pub fn to_markdown(t: &Ticket) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# {}\n", t.title);
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let row = |s: &mut String, k: &str, v: Option<&str>| {
+        let _ = writeln!(
+            s,
+            "| {k} | {} |",
+            v.map_or("unknown".into(), |v| format!("`{v}`"))
+        );
+    };
+    row(&mut s, "Ticket", Some(&t.id));
+    row(&mut s, "Severity", Some(severity_str(t.severity)));
+    row(&mut s, "Cluster", t.cluster.as_deref());
+    row(&mut s, "Region", t.region.as_deref());
+    row(&mut s, "Account", t.account.as_deref());
+    row(&mut s, "Principal", t.principal.as_deref());
+    if t.aws_auth_arn.is_some() && t.aws_auth_arn != t.principal {
+        row(&mut s, "aws-auth ARN", t.aws_auth_arn.as_deref());
+    }
+    row(
+        &mut s,
+        "Cause",
+        t.cause.map(Cause::as_str).or(Some("config_error")),
+    );
+    let e = &t.evidence;
+    let _ = writeln!(
+        s,
+        "| Occurrences | {} from {} client(s) |",
+        e.count, e.distinct_clients
+    );
+    if let (Some(a), Some(b)) = (&e.first_seen, &e.last_seen) {
+        let _ = writeln!(s, "| Seen | {a} .. {b} |");
+    }
+    let _ = writeln!(s, "\n## Diagnosis\n\n{}\n", t.diagnosis);
+    let _ = writeln!(s, "## What to do\n");
+    for (i, c) in t.recommended_commands.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "{}. {}\n\n   ```sh\n   {}\n   ```\n",
+            i + 1,
+            c.description,
+            c.command
+        );
+    }
+    let _ = writeln!(s, "## Evidence\n");
+    if !e.sts_error_codes.is_empty() {
+        let _ = writeln!(s, "- STS error codes: {}", e.sts_error_codes.join(", "));
+    }
+    if !e.clients.is_empty() {
+        let _ = writeln!(s, "- Clients: {}", e.clients.join(", "));
+    }
+    if let Some(g) = &e.log_group {
+        let _ = writeln!(
+            s,
+            "- Log group: `{g}` streams: {}",
+            e.log_streams.join(", ")
+        );
+    }
+    let _ = writeln!(s, "\n```text");
+    for l in &e.samples {
+        let _ = writeln!(s, "{l}");
+    }
+    let _ = writeln!(s, "```");
+    s
+}
+
+pub fn severity_str(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::{Aggregator, Origin};
+
+    fn finding(line: &str) -> Finding {
+        let origin = Origin {
+            cluster: Some("prod".into()),
+            region: Some("eu-west-1".into()),
+            account: Some("111122223333".into()),
+            log_group: Some("/aws/eks/prod/cluster".into()),
+            log_stream: None,
+        };
+        let mut agg = Aggregator::new();
+        agg.add(&origin, Some("1"), Some(0), line);
+        agg.finish().0.remove(0)
+    }
+
+    #[test]
+    fn not_mapped_sso_role_commands() {
+        let f = finding(
+            r#"level=warning msg="access denied" arn="arn:aws:iam::111122223333:role/AWSReservedSSO_Admin_0123456789abcdef" error="ARN is not mapped""#,
+        );
+        let t = build(&f);
+        assert_eq!(t.id, format!("EAR-{}", f.id));
+        assert_eq!(t.severity, Severity::Medium);
+        let all: Vec<&str> = t
+            .recommended_commands
+            .iter()
+            .map(|c| c.command.as_str())
+            .collect();
+        assert!(all.contains(&"aws sts get-caller-identity"));
+        assert!(all.iter().any(|c| c.starts_with("eksctl create iamidentitymapping --cluster prod --region eu-west-1 --arn arn:aws:iam::111122223333:role/AWSReservedSSO_Admin_0123456789abcdef --username 'AWSReservedSSO_Admin_0123456789abcdef:{{SessionName}}' --no-duplicate-arns")));
+        assert!(all.iter().any(|c| c.contains("aws eks create-access-entry --cluster-name prod --region eu-west-1 --principal-arn \"$(aws iam get-role --role-name AWSReservedSSO_Admin_0123456789abcdef")));
+        assert!(all
+            .iter()
+            .any(|c| c.contains("--log-group-name /aws/eks/prod/cluster")
+                && c.contains("username=kubernetes-admin")));
+        assert!(t.diagnosis.contains("Identity Center"));
+        let md = to_markdown(&t);
+        assert!(md.contains("## What to do"));
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(sh("prod-1"), "prod-1");
+        assert_eq!(sh("a b"), "'a b'");
+        assert_eq!(sh("it's"), "'it'\\''s'");
+        assert_eq!(sh(""), "''");
+    }
+}
