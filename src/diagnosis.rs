@@ -24,7 +24,7 @@ pub enum Outcome {
 }
 
 /// Why a request was denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     NotMapped,
@@ -40,6 +40,7 @@ pub enum Cause {
     ReservedUsername,
     InvalidArn,
     StalePrincipal,
+    #[default]
     Unknown,
 }
 
@@ -237,12 +238,6 @@ pub struct ErrorClass {
     pub detail: Option<String>,
 }
 
-impl Default for Cause {
-    fn default() -> Self {
-        Cause::Unknown
-    }
-}
-
 /// Maps an authenticator error string to its cause, keeping the STS code and region as evidence.
 pub fn classify_error(error: &str) -> ErrorClass {
     let e = error.trim();
@@ -261,6 +256,7 @@ pub fn classify_error(error: &str) -> ErrorClass {
             .filter(|a| a.starts_with("arn:"));
         Cause::NotMapped
     } else if lower.contains("getcalleridentity was throttled") {
+        c.sts_code = sts_code(e);
         Cause::StsThrottled
     } else if lower.contains("sts getcalleridentity failed: error during get") {
         Cause::StsUnreachable
@@ -462,6 +458,8 @@ pub struct Aggregator {
     groups: HashMap<Key, Group>,
     order: Vec<Key>,
     seen: HashSet<String>,
+    /// Regions seen anywhere in the batch, per cluster: every line of a cluster shares one.
+    cluster_regions: HashMap<Option<String>, String>,
     stats: Stats,
 }
 
@@ -513,6 +511,12 @@ impl Aggregator {
             .or_default() += 1;
         if let Some(c) = d.cause {
             *self.stats.causes.entry(c.to_string()).or_default() += 1;
+        }
+        if let Some(r) = &d.region {
+            if !self.cluster_regions.contains_key(&origin.cluster) {
+                self.cluster_regions
+                    .insert(origin.cluster.clone(), r.clone());
+            }
         }
         if !matches!(d.outcome, Outcome::Denied | Outcome::ConfigError) {
             return;
@@ -612,7 +616,12 @@ impl Aggregator {
             g.finding.sts_error_codes = g.codes.into_iter().collect();
             g.finding.sts_regions = g.regions.into_iter().collect();
             if g.finding.region.is_none() {
-                g.finding.region = g.finding.sts_regions.first().cloned();
+                g.finding.region = g
+                    .finding
+                    .sts_regions
+                    .first()
+                    .cloned()
+                    .or_else(|| self.cluster_regions.get(&g.finding.cluster).cloned());
             }
             g.finding.details = g.details.into_iter().collect();
             g.finding.errors = g.errors.into_iter().collect();
