@@ -1,1 +1,149 @@
-fn main() {}
+//! Decode + parse + diagnose of a 10,000-event CloudWatch Logs subscription batch, beside raw
+//! gzip decompression of the same payload.
+//!
+//! ```text
+//! cargo bench --bench pipeline
+//! ```
+//!
+//! Two groups measure the same two functions: `pipeline_bytes` reports MB/s of decompressed
+//! subscription JSON (about 4 MB), `pipeline_events` reports events/s.
+//! - `gunzip`: the payload is base64-decoded once outside the loop; each iteration only runs
+//!   flate2's `MultiGzDecoder` into a `Vec` sized for the output (the fastest baseline).
+//! - `decode_parse_diagnose`: `event::decode_value` (base64, bounded gunzip, JSON) then
+//!   `handler::diagnose_decoded` (parse every line, classify, group into findings), starting
+//!   from the event as the Lambda runtime hands it over (a `serde_json::Value`).
+//!
+//! `scripts/bench.sh` runs this and summarises the ratio; results live in docs/benchmarks.md.
+
+use std::hint::black_box;
+use std::io::Read;
+use std::time::Duration;
+
+use base64::Engine;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
+use eks_auth_remediator::{benchdata, event, handler};
+
+const EVENTS: usize = 10_000;
+
+fn gunzip(gz: &[u8], size: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(size);
+    flate2::read::MultiGzDecoder::new(gz)
+        .read_to_end(&mut out)
+        .expect("valid gzip");
+    out
+}
+
+fn pipeline(c: &mut Criterion) {
+    let (ev, size) = benchdata::subscription_event(EVENTS);
+    let data = ev["awslogs"]["data"].as_str().expect("awslogs.data");
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .expect("base64");
+    let config = handler::Config::default();
+
+    // Check once that both sides do the whole job before timing them.
+    assert_eq!(gunzip(&gz, size).len(), size);
+    let decoded = event::decode_value(&ev, &config.limits).expect("decodes");
+    let (findings, stats) = handler::diagnose_decoded(&decoded, &config);
+    assert_eq!(stats.parsed, EVENTS as u64);
+    eprintln!(
+        "batch: {EVENTS} events, {size} bytes decompressed, {} bytes gzip, {} findings",
+        gz.len(),
+        findings.len()
+    );
+
+    let run = |g: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>| {
+        g.bench_function("gunzip", |b| {
+            b.iter(|| gunzip(black_box(&gz), size));
+        });
+        g.bench_function("decode_parse_diagnose", |b| {
+            b.iter(|| {
+                let decoded = event::decode_value(black_box(&ev), &config.limits).expect("decodes");
+                handler::diagnose_decoded(&decoded, &config)
+            });
+        });
+    };
+
+    let mut g = c.benchmark_group("pipeline_bytes");
+    g.throughput(Throughput::Bytes(size as u64));
+    run(&mut g);
+    g.finish();
+
+    let mut g = c.benchmark_group("pipeline_events");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    run(&mut g);
+    g.finish();
+
+    // Where the time goes: decoding (base64, gunzip, JSON) and the per-line work.
+    let mut g = c.benchmark_group("stages");
+    g.throughput(Throughput::Bytes(size as u64));
+    g.bench_function("decode", |b| {
+        b.iter(|| event::decode_value(black_box(&ev), &config.limits).expect("decodes"));
+    });
+    g.bench_function("tmp_b64", |b| {
+        b.iter(|| {
+            base64::engine::general_purpose::STANDARD
+                .decode(black_box(data))
+                .unwrap()
+                .len()
+        });
+    });
+    g.bench_function("tmp_b64_gunzip", |b| {
+        b.iter(|| {
+            let gz = base64::engine::general_purpose::STANDARD
+                .decode(black_box(data))
+                .unwrap();
+            event::gunzip(&gz, "x", &config.limits).unwrap().len()
+        });
+    });
+    let json = gunzip(&gz, size);
+    g.bench_function("tmp_json_value", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&json)).unwrap());
+    });
+    let lines: Vec<&str> = decoded.batches[0]
+        .events
+        .iter()
+        .map(|e| e.message.as_str())
+        .collect();
+    g.bench_function("tmp_parse_only", |b| {
+        b.iter(|| {
+            lines
+                .iter()
+                .map(|l| {
+                    eks_auth_remediator::authlog::parse_entry(l)
+                        .map(|r| r.fields.len())
+                        .unwrap_or(0)
+                })
+                .sum::<usize>()
+        });
+    });
+    g.bench_function("tmp_parse_diag_owned", |b| {
+        b.iter(|| {
+            lines
+                .iter()
+                .map(|l| {
+                    eks_auth_remediator::diagnosis::diagnose(
+                        &eks_auth_remediator::authlog::parse_entry(l).unwrap(),
+                    )
+                    .cause
+                    .is_some() as usize
+                })
+                .sum::<usize>()
+        });
+    });
+    g.bench_function("parse_diagnose", |b| {
+        b.iter(|| handler::diagnose_decoded(black_box(&decoded), &config));
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    // A 2-core machine: few samples, short runs (each iteration takes milliseconds).
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = pipeline
+}
+criterion_main!(benches);

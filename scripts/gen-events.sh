@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --bin eks-auth
-bin=target/debug/eks-auth
+bin="${CARGO_TARGET_DIR:-target}/debug/eks-auth"
 grep -v '^#' events/events.tsv | while IFS=$'\t' read -r out shape lines extra; do
   [ -n "$out" ] || continue
   args=(event --cluster prod --region eu-west-1 --account 111122223333 --format "$shape")

@@ -130,7 +130,7 @@ pub fn parse_line(line: &str) -> Result<AuthRecord<'_>, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
-    if line.as_bytes().contains(&0x1b) {
+    if memchr::memchr(0x1b, line.as_bytes()).is_some() {
         let clean = strip_ansi(line);
         return parse_line(&clean).map(AuthRecord::into_owned);
     }
@@ -215,10 +215,26 @@ fn starts_with_key(s: &str) -> bool {
     n > 0 && b.get(n) == Some(&b'=')
 }
 
+/// Bytes that end a logfmt key (`=`, or a space or quote that makes the token invalid).
+const ENDS_KEY: [bool; 256] = byte_set(b"= \"");
+/// Bytes that end a bare logfmt value.
+const ENDS_VALUE: [bool; 256] = byte_set(b" \t");
+
+const fn byte_set(bytes: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut i = 0;
+    while i < bytes.len() {
+        set[bytes[i] as usize] = true;
+        i += 1;
+    }
+    set
+}
+
 /// Parses a whole line as logfmt; `None` unless every token is `key=value`.
 pub fn parse_logfmt(line: &str) -> Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
     let b = line.as_bytes();
-    let mut fields = Vec::with_capacity(8);
+    // Authenticator records carry up to a dozen fields (`STS response`): one allocation.
+    let mut fields = Vec::with_capacity(16);
     let mut i = 0;
     while i < b.len() {
         while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
@@ -228,7 +244,7 @@ pub fn parse_logfmt(line: &str) -> Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
             break;
         }
         let key_start = i;
-        while i < b.len() && b[i] != b'=' && b[i] != b' ' && b[i] != b'"' {
+        while i < b.len() && !ENDS_KEY[usize::from(b[i])] {
             i += 1;
         }
         if i == key_start || i >= b.len() || b[i] != b'=' {
@@ -245,7 +261,7 @@ pub fn parse_logfmt(line: &str) -> Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
             }
         } else {
             let v_start = i;
-            while i < b.len() && b[i] != b' ' && b[i] != b'\t' {
+            while i < b.len() && !ENDS_VALUE[usize::from(b[i])] {
                 i += 1;
             }
             fields.push((Cow::Borrowed(key), Cow::Borrowed(&line[v_start..i])));
@@ -256,20 +272,14 @@ pub fn parse_logfmt(line: &str) -> Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
 
 /// Decodes a Go `%q` string starting at the opening quote; returns the value and the index after
 /// the closing quote.
+#[inline]
 fn unquote_go(s: &str, open: usize) -> Option<(Cow<'_, str>, usize)> {
     let b = s.as_bytes();
     let start = open + 1;
-    let mut i = start;
     // Fast path: no escapes.
-    while i < b.len() {
-        match b[i] {
-            b'"' => return Some((Cow::Borrowed(&s[start..i]), i + 1)),
-            b'\\' => break,
-            _ => i += 1,
-        }
-    }
-    if i >= b.len() {
-        return None;
+    let mut i = start + memchr::memchr2(b'"', b'\\', b.get(start..)?)?;
+    if b[i] == b'"' {
+        return Some((Cow::Borrowed(&s[start..i]), i + 1));
     }
     let mut out = String::with_capacity(s.len() - start);
     out.push_str(&s[start..i]);
@@ -315,9 +325,7 @@ fn unquote_go(s: &str, open: usize) -> Option<(Cow<'_, str>, usize)> {
             _ => {
                 flush_bytes(&mut bytes_out, &mut out);
                 let run_start = i;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\\' {
-                    i += 1;
-                }
+                i = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
                 out.push_str(&s[run_start..i]);
             }
         }
@@ -325,6 +333,7 @@ fn unquote_go(s: &str, open: usize) -> Option<(Cow<'_, str>, usize)> {
     None
 }
 
+#[inline]
 fn flush_bytes(pending: &mut Vec<u8>, out: &mut String) {
     if !pending.is_empty() {
         out.push_str(&String::from_utf8_lossy(pending));
@@ -342,7 +351,9 @@ fn hex_value(digits: &[u8]) -> Option<u32> {
 
 /// logrus TTY format: `INFO[2019-06-16T01:38:19Z] mapping IAM role   k=v k2="v 2"`.
 fn parse_tty(line: &str) -> Option<AuthRecord<'_>> {
-    let open = line.find('[')?;
+    // The level is at most 7 bytes ("WARNING"): no need to look further for its bracket.
+    let head = &line.as_bytes()[..line.len().min(8)];
+    let open = memchr::memchr(b'[', head)?;
     let level = match &line[..open] {
         "INFO" => "info",
         "WARN" | "WARNING" => "warning",
@@ -547,7 +558,8 @@ fn is_date_time_only(t: &str) -> bool {
 /// # Errors
 /// As [`parse_line`].
 pub fn parse_entry(entry: &str) -> Result<AuthRecord<'_>, ParseError> {
-    match entry.split_once('\u{1f}') {
+    let split = memchr::memchr(0x1f, entry.as_bytes()).map(|i| (&entry[..i], &entry[i + 1..]));
+    match split {
         Some((ts, line)) => {
             let mut rec = parse_line(line)?;
             rec.fill_time(ts);
@@ -577,11 +589,12 @@ fn strip_ansi(s: &str) -> String {
     out
 }
 
-/// Writes a value as logrus does: bare when it holds only `[A-Za-z0-9-._/@^+]`, else Go-quoted.
+/// Writes a value as logrus does: bare when it holds only `[A-Za-z0-9-._/@^+]` (empty included),
+/// else Go-quoted.
 pub fn quote_value(v: &str) -> Cow<'_, str> {
-    let bare = !v.is_empty()
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._/@^+".contains(&b));
+    let bare = v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._/@^+".contains(&b));
     if bare {
         return Cow::Borrowed(v);
     }

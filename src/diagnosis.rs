@@ -4,8 +4,11 @@
 //! section 2. A batch becomes [`Finding`]s keyed by (cluster, principal, cause), so the work that
 //! follows scales with distinct principals, not with log lines.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 
+use memchr::memmem;
 use serde::Serialize;
 
 use crate::arn::{self, Arn, PrincipalKind};
@@ -109,15 +112,22 @@ impl std::fmt::Display for Cause {
     }
 }
 
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Outcome {
+    /// The snake_case name used in every output.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Outcome::Denied => "denied",
             Outcome::Granted => "granted",
             Outcome::StsResponse => "sts_response",
             Outcome::ConfigError => "config_error",
             Outcome::Other => "other",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -178,8 +188,89 @@ impl Diagnosis {
 
 /// Classifies one record.
 pub fn diagnose(rec: &AuthRecord<'_>) -> Diagnosis {
-    let msg = rec.msg().unwrap_or("");
-    let error = rec.get("error").or_else(|| rec.get("err"));
+    diagnose_ref(rec, &mut Vec::new()).to_owned()
+}
+
+/// A [`Diagnosis`] borrowing from its record: [`Aggregator::add`] runs once per log line, and
+/// this way only an assumed-role ARN (canonicalised to its role) costs an allocation.
+#[derive(Debug)]
+struct DiagnosisRef<'r> {
+    outcome: Outcome,
+    cause: Option<Cause>,
+    principal: Option<Cow<'r, str>>,
+    raw_arn: Option<&'r str>,
+    sts_error_code: Option<&'r str>,
+    region: Option<&'r str>,
+    client: Option<&'r str>,
+    error: Option<&'r str>,
+    detail: Option<&'r str>,
+    username: Option<&'r str>,
+    time: Option<&'r str>,
+}
+
+impl DiagnosisRef<'_> {
+    fn to_owned(&self) -> Diagnosis {
+        let own = |v: Option<&str>| v.map(str::to_string);
+        Diagnosis {
+            outcome: self.outcome,
+            cause: self.cause,
+            principal: own(self.principal.as_deref()),
+            raw_arn: own(self.raw_arn),
+            sts_error_code: own(self.sts_error_code),
+            region: own(self.region),
+            client: own(self.client),
+            error: own(self.error),
+            detail: own(self.detail),
+            username: own(self.username),
+            time: own(self.time),
+        }
+    }
+}
+
+/// The first value of each field [`diagnose`] reads, found in one pass over the record.
+#[derive(Default)]
+struct KnownFields<'r> {
+    msg: Option<&'r str>,
+    error: Option<&'r str>,
+    err: Option<&'r str>,
+    arn: Option<&'r str>,
+    stsendpoint: Option<&'r str>,
+    sts: Option<&'r str>,
+    client: Option<&'r str>,
+    username: Option<&'r str>,
+    time: Option<&'r str>,
+}
+
+impl<'r> KnownFields<'r> {
+    fn of(rec: &'r AuthRecord<'_>) -> Self {
+        let mut f = KnownFields::default();
+        for (k, v) in &rec.fields {
+            let slot = match k.as_ref() {
+                "msg" => &mut f.msg,
+                "error" => &mut f.error,
+                "err" => &mut f.err,
+                "arn" => &mut f.arn,
+                "stsendpoint" => &mut f.stsendpoint,
+                "sts" => &mut f.sts,
+                "client" => &mut f.client,
+                "username" => &mut f.username,
+                "time" => &mut f.time,
+                _ => continue,
+            };
+            // As AuthRecord::get: the first value of a key wins.
+            if slot.is_none() {
+                *slot = Some(v.as_ref());
+            }
+        }
+        f
+    }
+}
+
+/// `scratch` is reused across calls to hold a lower-cased copy of the error.
+fn diagnose_ref<'r>(rec: &'r AuthRecord<'_>, scratch: &mut Vec<u8>) -> DiagnosisRef<'r> {
+    let f = KnownFields::of(rec);
+    let msg = f.msg.unwrap_or("");
+    let error = f.error.or(f.err);
     let outcome = if msg.eq_ignore_ascii_case("access denied") {
         Outcome::Denied
     } else if msg.eq_ignore_ascii_case("access granted") {
@@ -193,39 +284,88 @@ pub fn diagnose(rec: &AuthRecord<'_>) -> Diagnosis {
     } else {
         Outcome::Other
     };
-    let raw_arn = rec.get("arn").filter(|a| !a.is_empty());
-    let mut d = Diagnosis {
+    let raw_arn = f.arn.filter(|a| !a.is_empty());
+    let mut d = DiagnosisRef {
         outcome,
         cause: None,
-        principal: raw_arn.map(arn::canonicalize),
+        principal: raw_arn.map(canonical_arn),
         raw_arn: None,
         sts_error_code: None,
-        region: rec
-            .get("stsendpoint")
-            .or_else(|| rec.get("sts"))
-            .and_then(region_of_endpoint),
-        client: rec.get("client").map(str::to_string),
-        error: error.map(str::to_string),
+        region: f.stsendpoint.or(f.sts).and_then(region_of_endpoint),
+        client: f.client,
+        error,
         detail: None,
-        username: rec.get("username").map(str::to_string),
-        time: rec.time().map(str::to_string),
+        username: f.username,
+        time: f.time,
     };
     if let (Some(raw), Some(p)) = (raw_arn, &d.principal) {
-        if raw != p {
-            d.raw_arn = Some(raw.to_string());
+        if !std::ptr::eq(raw, p.as_ref()) && raw != p {
+            d.raw_arn = Some(raw);
         }
     }
     if outcome == Outcome::Denied {
-        let c = classify_error(error.unwrap_or(""));
+        let c = classify_error_ref(error.unwrap_or(""), scratch);
         d.cause = Some(c.cause);
         d.sts_error_code = c.sts_code;
         d.region = c.region.or(d.region);
         d.detail = c.detail;
         if d.principal.is_none() {
-            d.principal = c.arn.map(|a| arn::canonicalize(&a));
+            d.principal = c.arn.map(canonical_arn);
         }
     }
     d
+}
+
+/// [`arn::canonicalize`] with one allocation at most, run on every line: only a valid
+/// `arn:P:sts::A:assumed-role/R/S` changes (to `arn:P:iam::A:role/R`); any other input, valid or
+/// not, canonicalises to itself, trimmed. `canonical_arn_matches_arn_canonicalize` holds the two
+/// to the same answers.
+fn canonical_arn(s: &str) -> Cow<'_, str> {
+    let t = s.trim();
+    // `arn:partition:service:region:account:resource`, as Arn::parse splits it.
+    let Some(after_arn) = t.strip_prefix("arn:") else {
+        return Cow::Borrowed(t);
+    };
+    let Some((partition, rest)) = split_at_byte(after_arn, b':') else {
+        return Cow::Borrowed(t);
+    };
+    // Most ARNs are IAM ones: they never change.
+    let Some(rest) = rest.strip_prefix("sts:") else {
+        return Cow::Borrowed(t);
+    };
+    let Some((_region, rest)) = split_at_byte(rest, b':') else {
+        return Cow::Borrowed(t);
+    };
+    let Some((account, resource)) = split_at_byte(rest, b':') else {
+        return Cow::Borrowed(t);
+    };
+    // assumed-role/<role>/<session>: the role is the second segment ("" when missing).
+    let role = match resource.strip_prefix("assumed-role") {
+        Some("") => "",
+        Some(path) => match path.strip_prefix('/') {
+            Some(path) => split_at_byte(path, b'/').map_or(path, |(role, _)| role),
+            None => return Cow::Borrowed(t),
+        },
+        None => return Cow::Borrowed(t),
+    };
+    // What Arn::parse checks: anything it rejects canonicalises to itself.
+    let valid = arn::PARTITIONS.contains(&partition)
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit());
+    if !valid {
+        return Cow::Borrowed(t);
+    }
+    let mut canonical = String::with_capacity(t.len());
+    for part in ["arn:", partition, ":iam::", account, ":role/", role] {
+        canonical.push_str(part);
+    }
+    Cow::Owned(canonical)
+}
+
+/// `s` split around the first `sep` (an ASCII byte), without a searcher's setup cost.
+fn split_at_byte(s: &str, sep: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == sep)?;
+    Some((&s[..i], &s[i + 1..]))
 }
 
 /// What an `error=` value means.
@@ -238,36 +378,114 @@ pub struct ErrorClass {
     pub detail: Option<String>,
 }
 
+/// [`ErrorClass`] borrowing from the error string.
+#[derive(Debug, Default)]
+struct ErrorClassRef<'e> {
+    cause: Cause,
+    sts_code: Option<&'e str>,
+    region: Option<&'e str>,
+    arn: Option<&'e str>,
+    detail: Option<&'e str>,
+}
+
 /// Maps an authenticator error string to its cause, keeping the STS code and region as evidence.
 pub fn classify_error(error: &str) -> ErrorClass {
+    let c = classify_error_ref(error, &mut Vec::new());
+    let own = |v: Option<&str>| v.map(str::to_string);
+    ErrorClass {
+        cause: c.cause,
+        sts_code: own(c.sts_code),
+        region: own(c.region),
+        arn: own(c.arn),
+        detail: own(c.detail),
+    }
+}
+
+/// The phrases [`classify_error`] looks for (lower case), with searchers built once.
+struct Phrases {
+    stale: memmem::Finder<'static>,
+    throttled: memmem::Finder<'static>,
+    sts_get: memmem::Finder<'static>,
+    partition: memmem::Finder<'static>,
+    sts_arn: memmem::Finder<'static>,
+    is_invalid: memmem::Finder<'static>,
+    sts_failed: memmem::Finder<'static>,
+    from_aws: memmem::Finder<'static>,
+    amz_date: memmem::Finder<'static>,
+    render: [memmem::Finder<'static>; 4],
+    reserved: memmem::Finder<'static>,
+    endpoint: memmem::Finder<'static>,
+    colon_space: memmem::Finder<'static>,
+    code_markers: [memmem::Finder<'static>; 4],
+    on: memmem::FinderRev<'static>,
+}
+
+fn phrases() -> &'static Phrases {
+    static PHRASES: OnceLock<Phrases> = OnceLock::new();
+    PHRASES.get_or_init(|| Phrases {
+        stale: memmem::Finder::new("arn does not match user id"),
+        throttled: memmem::Finder::new("getcalleridentity was throttled"),
+        sts_get: memmem::Finder::new("sts getcalleridentity failed: error during get"),
+        partition: memmem::Finder::new("does not have a recognized partition"),
+        sts_arn: memmem::Finder::new("sts getcalleridentity failed: arn '"),
+        is_invalid: memmem::Finder::new("is invalid"),
+        sts_failed: memmem::Finder::new("sts getcalleridentity failed"),
+        from_aws: memmem::Finder::new("error from aws"),
+        amz_date: memmem::Finder::new("x-amz-date parameter is expired"),
+        render: [
+            memmem::Finder::new("rendertemplates error"),
+            memmem::Finder::new("error rendering username template"),
+            memmem::Finder::new("failed mapping username"),
+            memmem::Finder::new("failed querying private dns"),
+        ],
+        reserved: memmem::Finder::new("username must not begin with"),
+        endpoint: memmem::Finder::new(" endpoint"),
+        colon_space: memmem::Finder::new(": "),
+        code_markers: [
+            memmem::Finder::new("\"Code\":\""),
+            memmem::Finder::new("\\\"Code\\\":\\\""),
+            memmem::Finder::new("\"Code\": \""),
+            memmem::Finder::new("<Code>"),
+        ],
+        on: memmem::FinderRev::new(" on "),
+    })
+}
+
+fn classify_error_ref<'e>(error: &'e str, scratch: &mut Vec<u8>) -> ErrorClassRef<'e> {
     let e = error.trim();
-    let lower = e.to_ascii_lowercase();
-    let mut c = ErrorClass {
+    // The ASCII-lowercase copy the phrases are matched against.
+    scratch.clear();
+    scratch.extend_from_slice(e.as_bytes());
+    scratch.make_ascii_lowercase();
+    let lower: &[u8] = scratch;
+    let has = |f: &memmem::Finder<'_>| f.find(lower).is_some();
+    let p = phrases();
+    let mut c = ErrorClassRef {
         region: region_of_error(e),
-        ..ErrorClass::default()
+        ..ErrorClassRef::default()
     };
-    c.cause = if lower.contains("arn does not match user id") {
+    c.cause = if has(&p.stale) {
         Cause::StalePrincipal
-    } else if lower.starts_with("arn is not mapped") || lower.starts_with("identity is not mapped")
+    } else if lower.starts_with(b"arn is not mapped")
+        || lower.starts_with(b"identity is not mapped")
     {
-        c.arn = e
-            .split_once(": ")
-            .map(|(_, a)| a.trim().to_string())
+        c.arn = p
+            .colon_space
+            .find(e.as_bytes())
+            .map(|i| e[i + 2..].trim())
             .filter(|a| a.starts_with("arn:"));
         Cause::NotMapped
-    } else if lower.contains("getcalleridentity was throttled") {
+    } else if has(&p.throttled) {
         c.sts_code = sts_code(e);
         Cause::StsThrottled
-    } else if lower.contains("sts getcalleridentity failed: error during get") {
+    } else if has(&p.sts_get) {
         Cause::StsUnreachable
-    } else if lower.contains("does not have a recognized partition")
-        || (lower.contains("sts getcalleridentity failed: arn '") && lower.contains("is invalid"))
-    {
+    } else if has(&p.partition) || (has(&p.sts_arn) && has(&p.is_invalid)) {
         c.arn = quoted_after(e, "arn '");
         Cause::InvalidArn
-    } else if lower.contains("sts getcalleridentity failed") || lower.contains("error from aws") {
+    } else if has(&p.sts_failed) || has(&p.from_aws) {
         c.sts_code = sts_code(e);
-        match c.sts_code.as_deref() {
+        match c.sts_code {
             Some("InvalidClientTokenId") => Cause::InvalidClientToken,
             Some("ExpiredToken") => Cause::ExpiredToken,
             Some("SignatureDoesNotMatch") => Cause::SignatureMismatch,
@@ -276,20 +494,14 @@ pub fn classify_error(error: &str) -> ErrorClass {
             }
             _ => Cause::StsRejected,
         }
-    } else if lower.contains("x-amz-date parameter is expired") {
+    } else if has(&p.amz_date) {
         Cause::TokenExpired
-    } else if lower.starts_with("input token was not properly formatted") {
+    } else if lower.starts_with(b"input token was not properly formatted") {
         Cause::MalformedToken
-    } else if lower.contains("rendertemplates error")
-        || lower.contains("error rendering username template")
-        || lower.contains("failed mapping username")
-        || lower.contains("failed querying private dns")
-    {
+    } else if p.render.iter().any(has) {
         c.detail = instance_id(e);
         Cause::TemplateError
-    } else if lower.contains("username must not begin with")
-        || lower.starts_with("invalid username")
-    {
+    } else if has(&p.reserved) || lower.starts_with(b"invalid username") {
         c.detail = quoted_after(e, "username '");
         Cause::ReservedUsername
     } else {
@@ -299,16 +511,16 @@ pub fn classify_error(error: &str) -> ErrorClass {
 }
 
 /// `Code` from an STS error body, JSON (`"Code":"X"`, possibly with escaped quotes) or XML.
-fn sts_code(e: &str) -> Option<String> {
-    for marker in ["\"Code\":\"", "\\\"Code\\\":\\\"", "\"Code\": \"", "<Code>"] {
-        if let Some(pos) = e.find(marker) {
-            let rest = &e[pos + marker.len()..];
-            let code: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '.')
-                .collect();
-            if !code.is_empty() {
-                return Some(code);
+fn sts_code(e: &str) -> Option<&str> {
+    for marker in &phrases().code_markers {
+        if let Some(pos) = marker.find(e.as_bytes()) {
+            let rest = &e[pos + marker.needle().len()..];
+            let n = rest
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'.')
+                .count();
+            if n > 0 {
+                return Some(&rest[..n]);
             }
         }
     }
@@ -316,56 +528,71 @@ fn sts_code(e: &str) -> Option<String> {
 }
 
 /// `us-west-2` from `... got 403) on us-west-2 endpoint ...`.
-fn region_of_error(e: &str) -> Option<String> {
-    let pos = e.find(" endpoint")?;
+fn region_of_error(e: &str) -> Option<&str> {
+    let p = phrases();
+    let pos = p.endpoint.find(e.as_bytes())?;
     let before = &e[..pos];
-    let on = before.rfind(" on ")?;
+    let on = p.on.rfind(before.as_bytes())?;
     let region = &before[on + 4..];
-    is_region(region).then(|| region.to_string())
+    is_region(region).then_some(region)
 }
 
 /// `us-west-2` from `sts.us-west-2.amazonaws.com` (or a URL of it).
-fn region_of_endpoint(ep: &str) -> Option<String> {
-    let host = ep
-        .trim_start_matches("https://")
-        .trim_start_matches("http://");
-    let host = host.split(['/', ':']).next()?;
-    let mut parts = host.split('.');
-    if parts.next()? != "sts" {
-        return None;
+fn region_of_endpoint(ep: &str) -> Option<&str> {
+    // As trim_start_matches("https://") then ("http://"), without a searcher's setup.
+    let mut host = ep;
+    while let Some(rest) = host.strip_prefix("https://") {
+        host = rest;
     }
-    let region = parts.next()?;
+    while let Some(rest) = host.strip_prefix("http://") {
+        host = rest;
+    }
+    let host = &host[..host
+        .bytes()
+        .position(|b| b == b'/' || b == b':')
+        .unwrap_or(host.len())];
+    // sts.<region>.amazonaws.com
+    let rest = host.strip_prefix("sts.")?;
+    let region = split_at_byte(rest, b'.').map_or(rest, |(region, _)| region);
     if region == "amazonaws" {
-        return Some("us-east-1".into());
+        return Some("us-east-1");
     }
-    is_region(region).then(|| region.to_string())
+    is_region(region).then_some(region)
 }
 
+/// Three or more non-empty `-`-separated alphanumeric parts, the last all digits (`eu-west-1`).
 fn is_region(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() >= 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
-        && parts
-            .last()
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    let (mut parts, mut len, mut digits) = (1, 0, true);
+    for b in s.bytes() {
+        if b == b'-' {
+            if len == 0 {
+                return false;
+            }
+            (parts, len, digits) = (parts + 1, 0, true);
+        } else if b.is_ascii_alphanumeric() {
+            len += 1;
+            digits &= b.is_ascii_digit();
+        } else {
+            return false;
+        }
+    }
+    parts >= 3 && len > 0 && digits
 }
 
-fn quoted_after(e: &str, marker: &str) -> Option<String> {
+fn quoted_after<'e>(e: &'e str, marker: &str) -> Option<&'e str> {
     let pos = e.find(marker)? + marker.len();
     let rest = &e[pos..];
     let end = rest.find('\'')?;
-    Some(rest[..end].to_string())
+    Some(&rest[..end])
 }
 
-fn instance_id(e: &str) -> Option<String> {
+fn instance_id(e: &str) -> Option<&str> {
     let pos = e.find("i-")?;
-    let id: String = e[pos..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
-        .collect();
-    (id.len() > 2).then_some(id)
+    let n = e[pos..]
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        .count();
+    (n > 2).then_some(&e[pos..pos + n])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,17 +677,139 @@ struct Group {
     streams: BTreeSet<String>,
 }
 
-type Key = (Option<String>, Option<String>, Outcome, Option<Cause>);
-
 /// Groups a batch into findings; feed it lines, then call [`Aggregator::finish`].
 #[derive(Debug, Default)]
 pub struct Aggregator {
-    groups: HashMap<Key, Group>,
-    order: Vec<Key>,
-    seen: HashSet<String>,
+    /// Findings in first-seen order.
+    groups: Vec<Group>,
+    /// A group's key (see [`group_key`]) -> its index in `groups`.
+    index: HashMap<String, usize>,
+    /// Where each line's key is built: looking a group up allocates nothing.
+    key: String,
+    /// Scratch space for [`diagnose_ref`].
+    scratch: Vec<u8>,
+    seen: IdSet,
     /// Regions seen anywhere in the batch, per cluster: every line of a cluster shares one.
     cluster_regions: HashMap<Option<String>, String>,
+    /// Per-line counters, indexed by `Outcome as usize` / `Cause as usize`; [`Aggregator::finish`]
+    /// moves them into `stats.outcomes` / `stats.causes`.
+    outcome_counts: [u64; OUTCOMES.len()],
+    cause_counts: [u64; Cause::ALL.len()],
     stats: Stats,
+}
+
+/// Every outcome, in declaration order (`Outcome as usize` indexes it).
+const OUTCOMES: [Outcome; 5] = [
+    Outcome::Denied,
+    Outcome::Granted,
+    Outcome::StsResponse,
+    Outcome::ConfigError,
+    Outcome::Other,
+];
+
+/// The event ids seen in a batch, to count redeliveries once: what a `HashSet<String>` does, with
+/// the ids in one arena (no allocation per id) and each id hashed once (SipHash with a random key,
+/// as `HashSet` does, so crafted ids cannot degrade it).
+#[derive(Debug, Default)]
+struct IdSet<S = std::collections::hash_map::RandomState> {
+    state: S,
+    /// An id's hash -> the newest entry in `ids` with that hash.
+    heads: HashMap<u64, usize, std::hash::BuildHasherDefault<HashIsKey>>,
+    /// (start, end) of each id in `arena`, and the previous entry with the same hash.
+    ids: Vec<(usize, usize, Option<usize>)>,
+    arena: String,
+}
+
+impl<S: std::hash::BuildHasher> IdSet<S> {
+    /// Adds `id`; false when it was already there.
+    fn insert(&mut self, id: &str) -> bool {
+        use std::collections::hash_map::Entry;
+        let hash = self.state.hash_one(id);
+        let new = self.ids.len();
+        let prev = match self.heads.entry(hash) {
+            Entry::Occupied(mut head) => {
+                let mut at = Some(*head.get());
+                while let Some(i) = at {
+                    let (start, end, older) = self.ids[i];
+                    if &self.arena[start..end] == id {
+                        return false;
+                    }
+                    at = older;
+                }
+                Some(std::mem::replace(head.get_mut(), new))
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(new);
+                None
+            }
+        };
+        let start = self.arena.len();
+        self.arena.push_str(id);
+        self.ids.push((start, self.arena.len(), prev));
+        true
+    }
+}
+
+/// A hasher for keys that already are hashes.
+#[derive(Debug, Default)]
+struct HashIsKey(u64);
+
+impl std::hash::Hasher for HashIsKey {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed with this; fold anything else in anyway.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Writes the grouping key of (cluster, principal, outcome, cause) into `buf`. IAM names are
+/// case-insensitive and so is the authenticator's match: the principal is compared lower-cased.
+/// The cluster is length-prefixed and the principal comes last, so distinct keys never collide.
+fn group_key(
+    buf: &mut String,
+    cluster: Option<&str>,
+    principal: Option<&str>,
+    outcome: Outcome,
+    cause: Option<Cause>,
+) {
+    buf.clear();
+    buf.push_str(outcome.as_str());
+    buf.push('/');
+    buf.push_str(cause.map_or("-", Cause::as_str));
+    match cluster {
+        Some(c) => {
+            buf.push('/');
+            push_decimal(buf, c.len());
+            buf.push(':');
+            buf.push_str(c);
+        }
+        None => buf.push_str("/-"),
+    }
+    match principal {
+        Some(p) => {
+            buf.push('/');
+            let start = buf.len();
+            buf.push_str(p);
+            buf[start..].make_ascii_lowercase();
+        }
+        None => buf.push('-'),
+    }
+}
+
+fn push_decimal(buf: &mut String, n: usize) {
+    if n >= 10 {
+        push_decimal(buf, n / 10);
+    }
+    buf.push(char::from(b'0' + (n % 10) as u8));
 }
 
 impl Aggregator {
@@ -479,7 +828,7 @@ impl Aggregator {
     ) {
         self.stats.events += 1;
         if let Some(id) = id {
-            if !self.seen.insert(id.to_string()) {
+            if !self.seen.insert(id) {
                 self.stats.duplicates += 1;
                 return;
             }
@@ -503,54 +852,47 @@ impl Aggregator {
             }
         };
         self.stats.parsed += 1;
-        let d = diagnose(&rec);
-        *self
-            .stats
-            .outcomes
-            .entry(d.outcome.to_string())
-            .or_default() += 1;
+        let d = diagnose_ref(&rec, &mut self.scratch);
+        self.outcome_counts[d.outcome as usize] += 1;
         if let Some(c) = d.cause {
-            *self.stats.causes.entry(c.to_string()).or_default() += 1;
+            self.cause_counts[c as usize] += 1;
         }
-        if let Some(r) = &d.region {
+        if let Some(r) = d.region {
             if !self.cluster_regions.contains_key(&origin.cluster) {
                 self.cluster_regions
-                    .insert(origin.cluster.clone(), r.clone());
+                    .insert(origin.cluster.clone(), r.to_string());
             }
         }
         if !matches!(d.outcome, Outcome::Denied | Outcome::ConfigError) {
             return;
         }
-        let at = timestamp_ms.or_else(|| d.time.as_deref().and_then(timefmt::parse_ms));
+        let at = timestamp_ms.or_else(|| d.time.and_then(timefmt::parse_ms));
         self.record(origin, &d, at, line);
     }
 
-    fn record(&mut self, origin: &Origin, d: &Diagnosis, at: Option<i64>, line: &str) {
-        // IAM names are case-insensitive and so is the authenticator's match: group that way.
-        let principal_key = d.principal.as_deref().map(str::to_ascii_lowercase);
-        let key: Key = (origin.cluster.clone(), principal_key, d.outcome, d.cause);
-        let g = match self.groups.get_mut(&key) {
-            Some(g) => g,
+    fn record(&mut self, origin: &Origin, d: &DiagnosisRef<'_>, at: Option<i64>, line: &str) {
+        group_key(
+            &mut self.key,
+            origin.cluster.as_deref(),
+            d.principal.as_deref(),
+            d.outcome,
+            d.cause,
+        );
+        let i = match self.index.get(self.key.as_str()) {
+            Some(&i) => i,
             None => {
-                self.order.push(key.clone());
+                let i = self.groups.len();
+                self.index.insert(self.key.clone(), i);
+                let principal = d.principal.as_deref();
                 let finding = Finding {
-                    id: finding_id(
-                        origin.cluster.as_deref(),
-                        d.principal.as_deref(),
-                        d.outcome,
-                        d.cause,
-                    ),
+                    id: finding_id(origin.cluster.as_deref(), principal, d.outcome, d.cause),
                     cluster: origin.cluster.clone(),
                     account: origin.account.clone(),
                     region: origin.region.clone(),
                     outcome: d.outcome,
                     cause: d.cause,
-                    principal: d.principal.clone(),
-                    principal_type: d
-                        .principal
-                        .as_deref()
-                        .and_then(|p| Arn::parse(p).ok())
-                        .map(|a| a.kind()),
+                    principal: principal.map(str::to_string),
+                    principal_type: principal.and_then(|p| Arn::parse(p).ok()).map(|a| a.kind()),
                     count: 0,
                     first_seen: None,
                     last_seen: None,
@@ -564,7 +906,7 @@ impl Aggregator {
                     log_streams: Vec::new(),
                     samples: Vec::new(),
                 };
-                self.groups.entry(key).or_insert(Group {
+                self.groups.push(Group {
                     finding,
                     first_ms: None,
                     last_ms: None,
@@ -574,28 +916,27 @@ impl Aggregator {
                     details: BTreeSet::new(),
                     errors: BTreeSet::new(),
                     streams: BTreeSet::new(),
-                })
+                });
+                i
             }
         };
+        let g = &mut self.groups[i];
         g.finding.count += 1;
         if let Some(ms) = at {
             g.first_ms = Some(g.first_ms.map_or(ms, |f| f.min(ms)));
             g.last_ms = Some(g.last_ms.map_or(ms, |l| l.max(ms)));
         }
-        if let Some(c) = &d.client {
+        if let Some(c) = d.client {
             // Count distinct hosts, not ephemeral ports.
-            let host = c.rsplit_once(':').map_or(c.as_str(), |(h, _)| h);
-            if g.clients.len() < MAX_CLIENTS * 50 {
+            let host = c.rsplit_once(':').map_or(c, |(h, _)| h);
+            if g.clients.len() < MAX_CLIENTS * 50 && !g.clients.contains(host) {
                 g.clients.insert(host.to_string());
             }
         }
-        insert_capped(&mut g.codes, d.sts_error_code.as_deref());
-        insert_capped(&mut g.regions, d.region.as_deref());
-        insert_capped(&mut g.details, d.detail.as_deref());
-        insert_capped(
-            &mut g.errors,
-            d.error.as_deref().map(|e| truncate_str(e, 500)),
-        );
+        insert_capped(&mut g.codes, d.sts_error_code);
+        insert_capped(&mut g.regions, d.region);
+        insert_capped(&mut g.details, d.detail);
+        insert_capped(&mut g.errors, d.error.map(|e| truncate_str(e, 500)));
         insert_capped(&mut g.streams, origin.log_stream.as_deref());
         if g.finding.samples.len() < MAX_SAMPLES {
             g.finding.samples.push(truncate(line, MAX_SAMPLE_CHARS));
@@ -604,11 +945,22 @@ impl Aggregator {
 
     /// The findings in first-seen order, and the batch's counts.
     pub fn finish(mut self) -> (Vec<Finding>, Stats) {
-        let mut out = Vec::with_capacity(self.order.len());
-        for key in &self.order {
-            let Some(mut g) = self.groups.remove(key) else {
-                continue;
-            };
+        for (o, &n) in OUTCOMES.iter().zip(&self.outcome_counts) {
+            if n > 0 {
+                *self
+                    .stats
+                    .outcomes
+                    .entry(o.as_str().to_string())
+                    .or_default() += n;
+            }
+        }
+        for (c, &n) in Cause::ALL.iter().zip(&self.cause_counts) {
+            if n > 0 {
+                *self.stats.causes.entry(c.as_str().to_string()).or_default() += n;
+            }
+        }
+        let mut out = Vec::with_capacity(self.groups.len());
+        for mut g in self.groups {
             g.finding.first_seen = g.first_ms.map(timefmt::format_ms);
             g.finding.last_seen = g.last_ms.map(timefmt::format_ms);
             g.finding.distinct_clients = g.clients.len();
@@ -717,6 +1069,139 @@ mod tests {
             ),
             Cause::StsThrottled
         );
+    }
+
+    #[test]
+    fn id_set_is_a_set_even_when_every_hash_collides() {
+        #[derive(Default)]
+        struct Collide;
+        impl std::hash::Hasher for Collide {
+            fn finish(&self) -> u64 {
+                7
+            }
+            fn write(&mut self, _: &[u8]) {}
+        }
+        let mut real = IdSet::<std::collections::hash_map::RandomState>::default();
+        let mut colliding = IdSet::<std::hash::BuildHasherDefault<Collide>>::default();
+        let ids = ["1", "2", "", "10", "1", "2", "3", "", "10", "01"];
+        let want = [
+            true, true, true, true, false, false, true, false, false, true,
+        ];
+        for (id, want) in ids.iter().zip(want) {
+            assert_eq!(real.insert(id), want, "{id:?}");
+            assert_eq!(colliding.insert(id), want, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_arn_matches_arn_canonicalize() {
+        for s in [
+            "arn:aws:sts::111122223333:assumed-role/Admin/alice@example.com",
+            " arn:aws-cn:sts::111122223333:assumed-role/dev/s ",
+            "arn:aws:sts::111122223333:assumed-role/dev",
+            "arn:aws:sts::111122223333:assumed-role/",
+            "arn:aws:sts::111122223333:assumed-role",
+            "arn:aws:sts::111122223333:assumed-role/a/b/c:d",
+            "arn:aws:sts:eu-west-1:111122223333:assumed-role/r/s",
+            "arn:aws-mars:sts::111122223333:assumed-role/r/s",
+            "arn:aws:sts::12:assumed-role/r/s",
+            "arn:aws:sts::11112222333x:assumed-role/r/s",
+            "arn:aws:sts::111122223333:federated-user/dan",
+            "arn:aws:iam::111122223333:role/gitlab-ci/runner",
+            "arn:aws:iam::111122223333:user/ops/carol",
+            "arn:aws:iam::111122223333:root",
+            "arn:aws:iam::12:role/x",
+            "ARN:aws:sts::111122223333:assumed-role/r/s",
+            "arn:aws:STS::111122223333:assumed-role/r/s",
+            "arn:aws:sts::111122223333:Assumed-Role/r/s",
+            "arn::sts::111122223333:assumed-role/r/s",
+            "arn:aws:sts:::assumed-role/r/s",
+            "arn:aws:sts::111122223333",
+            "not-an-arn",
+            "",
+            "  ",
+        ] {
+            assert_eq!(canonical_arn(s), arn::canonicalize(s), "{s:?}");
+        }
+    }
+
+    /// The straightforward definitions the byte-level helpers replace.
+    fn is_region_by_split(s: &str) -> bool {
+        let parts: Vec<&str> = s.split('-').collect();
+        parts.len() >= 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+            && parts
+                .last()
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    fn region_of_endpoint_by_split(ep: &str) -> Option<String> {
+        let host = ep
+            .trim_start_matches("https://")
+            .trim_start_matches("http://");
+        let host = host.split(['/', ':']).next()?;
+        let mut parts = host.split('.');
+        if parts.next()? != "sts" {
+            return None;
+        }
+        let region = parts.next()?;
+        if region == "amazonaws" {
+            return Some("us-east-1".into());
+        }
+        is_region_by_split(region).then(|| region.to_string())
+    }
+
+    #[test]
+    fn region_of_endpoint_examples() {
+        for ep in [
+            "sts.amazonaws.com",
+            "https://sts.amazonaws.com/",
+            "sts.eu-west-1.amazonaws.com",
+            "https://sts.us-gov-west-1.amazonaws.com:443/path",
+            "sts",
+            "sts.",
+            "ec2.eu-west-1.amazonaws.com",
+            "",
+        ] {
+            assert_eq!(
+                region_of_endpoint(ep).map(str::to_string),
+                region_of_endpoint_by_split(ep),
+                "{ep:?}"
+            );
+        }
+        assert_eq!(region_of_endpoint("sts.amazonaws.com"), Some("us-east-1"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn region_helpers_agree_with_split_definitions(
+            region in "[a-z0-9-]{0,4}(-[a-z]{0,5}){0,3}(-[0-9x]{0,2})?",
+            scheme in proptest::prop_oneof!["", "https://", "http://", "https://https://"],
+            head in proptest::prop_oneof!["sts", "sts.", "stsx", "", "STS"],
+            tail in proptest::prop_oneof!["", ".amazonaws.com", ".amazonaws.com:443/x", "/path", ":443"],
+        ) {
+            proptest::prop_assert_eq!(is_region(&region), is_region_by_split(&region));
+            let ep = format!("{scheme}{head}.{region}{tail}");
+            proptest::prop_assert_eq!(
+                region_of_endpoint(&ep).map(str::to_string),
+                region_of_endpoint_by_split(&ep)
+            );
+        }
+
+        #[test]
+        fn canonical_arn_agrees_on_generated_arns(
+            head in proptest::prop_oneof!["arn", "ARN", "", " arn"],
+            partition in proptest::prop_oneof!["aws", "aws-cn", "aws-iso-b", "aws-mars", ""],
+            service in proptest::prop_oneof!["sts", "iam", "STS", ""],
+            region in proptest::prop_oneof!["", "us-east-1"],
+            account in "[0-9x]{0,13}",
+            resource in "(assumed-role|role|user|federated-user)?(/[a-zA-Z0-9+=,.@:_-]{0,8}){0,3}[ ]?",
+        ) {
+            let s = format!("{head}:{partition}:{service}:{region}:{account}:{resource}");
+            proptest::prop_assert_eq!(canonical_arn(&s), arn::canonicalize(&s));
+        }
     }
 
     #[test]

@@ -281,7 +281,9 @@ pub fn gunzip(gz: &[u8], layer: &str, limits: &Limits) -> Result<Vec<u8>, Decode
     let decoder = flate2::read::MultiGzDecoder::new(gz);
     let mut out = Vec::with_capacity(gz.len().saturating_mul(8).min(cap).max(1024));
     decoder
-        .take(cap as u64 + 1)
+        // Saturating: a cap of usize::MAX (a valid EKS_AUTH_MAX_DECOMPRESSED_BYTES) must not wrap
+        // to take(0), nor overflow in debug builds.
+        .take((cap as u64).saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|source| DecodeError::Gzip {
             layer: layer.into(),
@@ -316,10 +318,13 @@ fn parse_logs_json(
     region: Option<String>,
     limits: &Limits,
 ) -> Result<Batch, DecodeError> {
-    let raw: RawLogs = serde_json::from_slice(json).map_err(|source| DecodeError::Json {
-        layer: layer.into(),
-        source,
-    })?;
+    let raw = match fast_logs::parse(json) {
+        Some(raw) => raw,
+        None => serde_json::from_slice(json).map_err(|source| DecodeError::Json {
+            layer: layer.into(),
+            source,
+        })?,
+    };
     batch_from_raw(raw, region, limits)
 }
 
@@ -359,6 +364,270 @@ fn batch_from_raw(
         },
         events: raw.log_events,
     })
+}
+
+/// A fast path for the subscription JSON exactly as CloudWatch Logs writes it (compact, the
+/// known keys, no escapes but the common ones): serde_json spends most of a batch's decoding time
+/// unescaping messages through its scratch buffer. Anything else (whitespace control characters,
+/// unknown or repeated keys, `\u` surrogates, floats, invalid input) returns `None`, and the caller
+/// falls back to serde_json, so accepted input gives the same [`RawLogs`] serde_json would and
+/// errors come from serde_json alone.
+mod fast_logs {
+    use super::{LogEvent, MessageType, RawLogs};
+
+    pub(super) fn parse(json: &[u8]) -> Option<RawLogs> {
+        // Compact JSON holds no byte below 0x20; with none, every string is free of raw control
+        // characters (which JSON forbids) and whitespace is only ever a space.
+        if json.iter().fold(false, |any, &b| any | (b < 0x20)) {
+            return None;
+        }
+        let text = std::str::from_utf8(json).ok()?;
+        let mut p = Parser { s: text, i: 0 };
+        let raw = p.logs()?;
+        p.ws();
+        (p.i == text.len()).then_some(raw)
+    }
+
+    struct Parser<'a> {
+        s: &'a str,
+        i: usize,
+    }
+
+    impl<'a> Parser<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.s.as_bytes().get(self.i).copied()
+        }
+
+        fn ws(&mut self) {
+            while self.peek() == Some(b' ') {
+                self.i += 1;
+            }
+        }
+
+        /// Skips whitespace, then consumes `b`.
+        fn eat(&mut self, b: u8) -> Option<()> {
+            self.ws();
+            (self.peek()? == b).then(|| self.i += 1)
+        }
+
+        /// After `{` or `[`: true when the container closes right away with `close`.
+        fn empty(&mut self, close: u8) -> bool {
+            self.ws();
+            let closed = self.peek() == Some(close);
+            if closed {
+                self.i += 1;
+            }
+            closed
+        }
+
+        /// After a member or element: true for `,` (another follows), false for `close`.
+        fn more(&mut self, close: u8) -> Option<bool> {
+            self.ws();
+            let b = self.peek()?;
+            self.i += 1;
+            match b {
+                b',' => Some(true),
+                _ if b == close => Some(false),
+                _ => None,
+            }
+        }
+
+        fn null(&mut self) -> bool {
+            self.ws();
+            let is_null = self.s[self.i..].starts_with("null");
+            if is_null {
+                self.i += 4;
+            }
+            is_null
+        }
+
+        /// A string with the escapes JSON allows, surrogates excepted.
+        fn string(&mut self) -> Option<String> {
+            self.eat(b'"')?;
+            let b = self.s.as_bytes();
+            let mut out = String::new();
+            loop {
+                let start = self.i;
+                let at = start + memchr::memchr2(b'"', b'\\', &b[start..])?;
+                out.push_str(&self.s[start..at]);
+                self.i = at + 1;
+                if b[at] == b'"' {
+                    return Some(out);
+                }
+                let esc = *b.get(self.i)?;
+                self.i += 1;
+                let c = match esc {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    b'u' => {
+                        let hex = self.s.get(self.i..self.i + 4)?;
+                        if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                            return None;
+                        }
+                        self.i += 4;
+                        // None for surrogates: serde_json decides about those.
+                        char::from_u32(u32::from_str_radix(hex, 16).ok()?)?
+                    }
+                    _ => return None,
+                };
+                out.push(c);
+            }
+        }
+
+        fn opt_string(&mut self) -> Option<Option<String>> {
+            if self.null() {
+                return Some(None);
+            }
+            self.string().map(Some)
+        }
+
+        /// An integer that fits an i64; None for floats, exponents and leading zeros.
+        fn opt_i64(&mut self) -> Option<Option<i64>> {
+            if self.null() {
+                return Some(None);
+            }
+            let b = self.s.as_bytes();
+            let negative = self.peek() == Some(b'-');
+            if negative {
+                self.i += 1;
+            }
+            let start = self.i;
+            let mut v: i64 = 0;
+            while let Some(d @ b'0'..=b'9') = self.peek() {
+                let d = i64::from(d - b'0');
+                v = v
+                    .checked_mul(10)?
+                    .checked_add(if negative { -d } else { d })?;
+                self.i += 1;
+            }
+            let digits = self.i - start;
+            let leading_zero = digits > 1 && b[start] == b'0';
+            let float = matches!(self.peek(), Some(b'.' | b'e' | b'E'));
+            // serde_json reads `-0` as a float, which is no i64.
+            let negative_zero = negative && v == 0;
+            (digits > 0 && !leading_zero && !float && !negative_zero).then_some(Some(v))
+        }
+
+        /// Sets a field once: a repeated key is left to serde_json (which rejects it).
+        fn once<T>(slot: &mut Option<T>, v: T) -> Option<()> {
+            if slot.is_some() {
+                return None;
+            }
+            *slot = Some(v);
+            Some(())
+        }
+
+        fn logs(&mut self) -> Option<RawLogs> {
+            self.eat(b'{')?;
+            let mut message_type = None;
+            let mut owner = None;
+            let mut log_group = None;
+            let mut log_stream = None;
+            let mut log_events = None;
+            let mut region = None;
+            let mut filters = false;
+            if !self.empty(b'}') {
+                loop {
+                    let key = self.string()?;
+                    self.eat(b':')?;
+                    match key.as_str() {
+                        "messageType" => {
+                            let t = match self.opt_string()?.as_deref() {
+                                None => None,
+                                Some("DATA_MESSAGE") => Some(MessageType::DataMessage),
+                                Some("CONTROL_MESSAGE") => Some(MessageType::ControlMessage),
+                                Some(_) => return None,
+                            };
+                            Self::once(&mut message_type, t)?;
+                        }
+                        "owner" => Self::once(&mut owner, self.opt_string()?)?,
+                        "logGroup" => Self::once(&mut log_group, self.opt_string()?)?,
+                        "logStream" => Self::once(&mut log_stream, self.opt_string()?)?,
+                        "region" => Self::once(&mut region, self.opt_string()?)?,
+                        "logEvents" => Self::once(&mut log_events, self.events()?)?,
+                        "subscriptionFilters" if !filters => {
+                            // Not kept; serde_json ignores it whatever it holds.
+                            filters = true;
+                            self.string_array()?;
+                        }
+                        _ => return None,
+                    }
+                    if !self.more(b'}')? {
+                        break;
+                    }
+                }
+            }
+            Some(RawLogs {
+                message_type: message_type.flatten(),
+                owner: owner.flatten(),
+                log_group: log_group.flatten(),
+                log_stream: log_stream.flatten(),
+                log_events: log_events.unwrap_or_default(),
+                region: region.flatten(),
+            })
+        }
+
+        fn string_array(&mut self) -> Option<()> {
+            self.eat(b'[')?;
+            if !self.empty(b']') {
+                loop {
+                    self.string()?;
+                    if !self.more(b']')? {
+                        break;
+                    }
+                }
+            }
+            Some(())
+        }
+
+        fn events(&mut self) -> Option<Vec<LogEvent>> {
+            self.eat(b'[')?;
+            // CloudWatch events are a few hundred bytes: size the Vec once.
+            let mut events = Vec::with_capacity((self.s.len() - self.i) / 256);
+            if !self.empty(b']') {
+                loop {
+                    events.push(self.event()?);
+                    if !self.more(b']')? {
+                        break;
+                    }
+                }
+            }
+            Some(events)
+        }
+
+        fn event(&mut self) -> Option<LogEvent> {
+            self.eat(b'{')?;
+            let mut id = None;
+            let mut timestamp = None;
+            let mut message = None;
+            if !self.empty(b'}') {
+                loop {
+                    let key = self.string()?;
+                    self.eat(b':')?;
+                    match key.as_str() {
+                        "id" => Self::once(&mut id, self.opt_string()?)?,
+                        "timestamp" => Self::once(&mut timestamp, self.opt_i64()?)?,
+                        "message" => Self::once(&mut message, self.string()?)?,
+                        _ => return None,
+                    }
+                    if !self.more(b'}')? {
+                        break;
+                    }
+                }
+            }
+            Some(LogEvent {
+                id: id.flatten(),
+                timestamp: timestamp.flatten(),
+                message: message?,
+            })
+        }
+    }
 }
 
 /// The manual test event: `{"cluster", "region"?, "account"?, "lines": [...], "text"?}`.
@@ -499,6 +768,16 @@ mod tests {
     }
 
     #[test]
+    fn gunzip_with_usize_max_cap_does_not_overflow() {
+        // Found by tests/proptest_parser.rs: `cap as u64 + 1` overflowed for usize::MAX.
+        let lim = Limits {
+            max_decompressed_bytes: usize::MAX,
+            ..Limits::default()
+        };
+        assert_eq!(gunzip(&gz(b"hello"), "x", &lim).unwrap(), b"hello");
+    }
+
+    #[test]
     fn kinesis_control_and_manual() {
         let data = base64::engine::general_purpose::STANDARD.encode(gz(logs_json().as_bytes()));
         let ev =
@@ -522,6 +801,113 @@ mod tests {
         );
         let typo = serde_json::json!({"cluster": "dev", "lines": [], "clsuter": 1});
         assert!(decode_value(&typo, &Limits::default()).is_err());
+    }
+
+    /// The fast path, when it answers, answers as serde_json does.
+    fn fast_agrees(json: &str) -> bool {
+        let fast = fast_logs::parse(json.as_bytes());
+        let slow = serde_json::from_slice::<RawLogs>(json.as_bytes());
+        if let Some(f) = &fast {
+            let s = slow.unwrap_or_else(|e| panic!("fast path accepted what serde rejects ({e}): {json}"));
+            assert_eq!(format!("{f:?}"), format!("{s:?}"), "{json}");
+        }
+        fast.is_some()
+    }
+
+    #[test]
+    fn fast_logs_path_matches_serde() {
+        let (ev, _) = crate::benchdata::subscription_event(300);
+        let data = ev["awslogs"]["data"].as_str().unwrap();
+        let json = gunzip(
+            &base64::engine::general_purpose::STANDARD.decode(data).unwrap(),
+            "x",
+            &Limits::default(),
+        )
+        .unwrap();
+        assert!(fast_agrees(std::str::from_utf8(&json).unwrap()));
+        assert!(fast_agrees(&logs_json()));
+        let ev = |e: &str| format!(r#"{{"messageType":"DATA_MESSAGE","logEvents":[{e}]}}"#);
+        // Taken by the fast path.
+        for json in [
+            "{}".to_string(),
+            " { } ".to_string(),
+            r#"{"logEvents":[],"subscriptionFilters":[]}"#.to_string(),
+            r#"{"messageType":null,"owner":null,"logGroup":"g","logStream":"s","region":"eu-west-1"}"#.to_string(),
+            r#"{"messageType":"CONTROL_MESSAGE","logEvents":[{"id":"","timestamp":0,"message":"CWL CONTROL MESSAGE"}]}"#.to_string(),
+            ev(r#"{"message":"m"}"#),
+            ev(r#"{"id":null,"timestamp":null,"message":""}"#),
+            ev(r#" { "timestamp" : -12 , "message" : "x" , "id" : "7" } "#),
+            ev(r#"{"message":"q\" b\\ s\/ \b\f\n\r\t \u0041\u00e9\u20ac é 😀"}"#),
+            ev(r#"{"message":"m","timestamp":9223372036854775807}"#),
+            ev(r#"{"message":"m","timestamp":-9223372036854775808}"#),
+            ev(r#"{"message":"a"},{"message":"b"}"#),
+            r#"{"mess\u0061geType":"DATA_MESSAGE"}"#.to_string(),
+        ] {
+            assert!(fast_agrees(&json), "not taken: {json}");
+        }
+        // Left to serde_json (which accepts or rejects them on its own).
+        for json in [
+            String::new(),
+            "{\n}".to_string(),
+            "{}x".to_string(),
+            "[]".to_string(),
+            r#"{"logEvents":null}"#.to_string(),
+            r#"{"owner":"a","owner":"b"}"#.to_string(),
+            r#"{"other":1}"#.to_string(),
+            r#"{"messageType":"NOPE"}"#.to_string(),
+            r#"{"subscriptionFilters":[1]}"#.to_string(),
+            ev(r#"{"message":"m","timestamp":-0}"#),
+            ev(r#"{"message":"m","timestamp":01}"#),
+            ev(r#"{"message":"m","timestamp":1.5}"#),
+            ev(r#"{"message":"m","timestamp":1e3}"#),
+            ev(r#"{"message":"m","timestamp":9223372036854775808}"#),
+            ev(r#"{"message":"m","timestamp":"1"}"#),
+            ev(r#"{"message":"\ud83d\ude00"}"#),
+            ev(r#"{"message":"\ud800"}"#),
+            ev(r#"{"message":"\x"}"#),
+            ev(r#"{"message":"\u12"}"#),
+            ev(r#"{"message":null}"#),
+            ev(r#"{"id":"1"}"#),
+            ev(r#"{"message":"a","message":"b"}"#),
+            ev(r#"{"message":"a","extra":true}"#),
+            ev(r#"{"message":"a"},"#),
+            ev(r#"{"message":"tab	inside"}"#),
+        ] {
+            assert!(!fast_agrees(&json), "taken: {json}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_logs_path_never_disagrees_with_serde(
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just("{".to_string()),
+                proptest::strategy::Just("}".to_string()),
+                proptest::strategy::Just("[".to_string()),
+                proptest::strategy::Just("]".to_string()),
+                proptest::strategy::Just(",".to_string()),
+                proptest::strategy::Just(":".to_string()),
+                proptest::strategy::Just(" ".to_string()),
+                proptest::strategy::Just("null".to_string()),
+                proptest::strategy::Just("\"logEvents\"".to_string()),
+                proptest::strategy::Just("\"message\"".to_string()),
+                proptest::strategy::Just("\"timestamp\"".to_string()),
+                proptest::strategy::Just("\"id\"".to_string()),
+                proptest::strategy::Just("\"owner\"".to_string()),
+                proptest::strategy::Just("\"messageType\"".to_string()),
+                proptest::strategy::Just("\"DATA_MESSAGE\"".to_string()),
+                proptest::strategy::Just("\"subscriptionFilters\"".to_string()),
+                "-?[0-9]{1,20}(\\.[0-9])?",
+                "\"([a-z =\"é]|\\\\[\"\\\\/bfnrtux]|\\\\u[0-9a-fA-F]{4})*\"",
+            ], 0..40)
+        ) {
+            let json: String = parts.concat();
+            fast_agrees(&json);
+            let wrapped = format!(r#"{{"logEvents":[{{"message":"m","id":"1"}},{json}]}}"#);
+            fast_agrees(&wrapped);
+            let object = format!("{{\"logEvents\":[{{{json}}}]}}");
+            fast_agrees(&object);
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@
 
 pub mod arn;
 pub mod authlog;
+pub mod benchdata;
 pub mod diagnosis;
 pub mod event;
 pub mod eventgen;
