@@ -80,57 +80,6 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("decode", |b| {
         b.iter(|| event::decode_value(black_box(&ev), &config.limits).expect("decodes"));
     });
-    g.bench_function("tmp_b64", |b| {
-        b.iter(|| {
-            base64::engine::general_purpose::STANDARD
-                .decode(black_box(data))
-                .unwrap()
-                .len()
-        });
-    });
-    g.bench_function("tmp_b64_gunzip", |b| {
-        b.iter(|| {
-            let gz = base64::engine::general_purpose::STANDARD
-                .decode(black_box(data))
-                .unwrap();
-            event::gunzip(&gz, "x", &config.limits).unwrap().len()
-        });
-    });
-    let json = gunzip(&gz, size);
-    g.bench_function("tmp_json_value", |b| {
-        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&json)).unwrap());
-    });
-    let lines: Vec<&str> = decoded.batches[0]
-        .events
-        .iter()
-        .map(|e| e.message.as_str())
-        .collect();
-    g.bench_function("tmp_parse_only", |b| {
-        b.iter(|| {
-            lines
-                .iter()
-                .map(|l| {
-                    eks_auth_remediator::authlog::parse_entry(l)
-                        .map(|r| r.fields.len())
-                        .unwrap_or(0)
-                })
-                .sum::<usize>()
-        });
-    });
-    g.bench_function("tmp_parse_diag_owned", |b| {
-        b.iter(|| {
-            lines
-                .iter()
-                .map(|l| {
-                    eks_auth_remediator::diagnosis::diagnose(
-                        &eks_auth_remediator::authlog::parse_entry(l).unwrap(),
-                    )
-                    .cause
-                    .is_some() as usize
-                })
-                .sum::<usize>()
-        });
-    });
     g.bench_function("parse_diagnose", |b| {
         b.iter(|| handler::diagnose_decoded(black_box(&decoded), &config));
     });

@@ -373,16 +373,23 @@ fn batch_from_raw(
 /// falls back to serde_json, so accepted input gives the same [`RawLogs`] serde_json would and
 /// errors come from serde_json alone.
 mod fast_logs {
+    use std::borrow::Cow;
+
     use super::{LogEvent, MessageType, RawLogs};
+    use crate::authlog::quote_or_backslash;
 
     pub(super) fn parse(json: &[u8]) -> Option<RawLogs> {
         // Compact JSON holds no byte below 0x20; with none, every string is free of raw control
         // characters (which JSON forbids) and whitespace is only ever a space.
-        if json.iter().fold(false, |any, &b| any | (b < 0x20)) {
+        if json.iter().copied().min().is_some_and(|b| b < 0x20) {
             return None;
         }
         let text = std::str::from_utf8(json).ok()?;
-        let mut p = Parser { s: text, i: 0 };
+        let mut p = Parser {
+            s: text,
+            i: 0,
+            scratch: String::new(),
+        };
         let raw = p.logs()?;
         p.ws();
         (p.i == text.len()).then_some(raw)
@@ -391,6 +398,8 @@ mod fast_logs {
     struct Parser<'a> {
         s: &'a str,
         i: usize,
+        /// Where escaped strings are decoded before being copied out at their exact size.
+        scratch: String,
     }
 
     impl<'a> Parser<'a> {
@@ -443,16 +452,40 @@ mod fast_logs {
 
         /// A string with the escapes JSON allows, surrogates excepted.
         fn string(&mut self) -> Option<String> {
+            self.str().map(Cow::into_owned)
+        }
+
+        /// A string, borrowed from the input when it holds no escape (object keys, mostly).
+        fn str(&mut self) -> Option<Cow<'a, str>> {
             self.eat(b'"')?;
+            let s: &'a str = self.s;
+            let start = self.i;
+            let at = quote_or_backslash(s.as_bytes(), start)?;
+            self.i = at + 1;
+            if s.as_bytes()[at] == b'"' {
+                return Some(Cow::Borrowed(&s[start..at]));
+            }
+            let mut out = std::mem::take(&mut self.scratch);
+            out.clear();
+            out.push_str(&s[start..at]);
+            self.i = at;
+            let decoded = self
+                .escaped(&mut out)
+                .map(|()| Cow::Owned(out.as_str().to_string()));
+            self.scratch = out;
+            decoded
+        }
+
+        /// The rest of a string from an escape on, appended to `out`.
+        fn escaped(&mut self, out: &mut String) -> Option<()> {
             let b = self.s.as_bytes();
-            let mut out = String::new();
             loop {
                 let start = self.i;
-                let at = start + memchr::memchr2(b'"', b'\\', &b[start..])?;
+                let at = quote_or_backslash(b, start)?;
                 out.push_str(&self.s[start..at]);
                 self.i = at + 1;
                 if b[at] == b'"' {
-                    return Some(out);
+                    return Some(());
                 }
                 let esc = *b.get(self.i)?;
                 self.i += 1;
@@ -534,9 +567,9 @@ mod fast_logs {
             let mut filters = false;
             if !self.empty(b'}') {
                 loop {
-                    let key = self.string()?;
+                    let key = self.str()?;
                     self.eat(b':')?;
-                    match key.as_str() {
+                    match key.as_ref() {
                         "messageType" => {
                             let t = match self.opt_string()?.as_deref() {
                                 None => None,
@@ -608,9 +641,9 @@ mod fast_logs {
             let mut message = None;
             if !self.empty(b'}') {
                 loop {
-                    let key = self.string()?;
+                    let key = self.str()?;
                     self.eat(b':')?;
-                    match key.as_str() {
+                    match key.as_ref() {
                         "id" => Self::once(&mut id, self.opt_string()?)?,
                         "timestamp" => Self::once(&mut timestamp, self.opt_i64()?)?,
                         "message" => Self::once(&mut message, self.string()?)?,
@@ -808,7 +841,8 @@ mod tests {
         let fast = fast_logs::parse(json.as_bytes());
         let slow = serde_json::from_slice::<RawLogs>(json.as_bytes());
         if let Some(f) = &fast {
-            let s = slow.unwrap_or_else(|e| panic!("fast path accepted what serde rejects ({e}): {json}"));
+            let s = slow
+                .unwrap_or_else(|e| panic!("fast path accepted what serde rejects ({e}): {json}"));
             assert_eq!(format!("{f:?}"), format!("{s:?}"), "{json}");
         }
         fast.is_some()
@@ -819,7 +853,9 @@ mod tests {
         let (ev, _) = crate::benchdata::subscription_event(300);
         let data = ev["awslogs"]["data"].as_str().unwrap();
         let json = gunzip(
-            &base64::engine::general_purpose::STANDARD.decode(data).unwrap(),
+            &base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap(),
             "x",
             &Limits::default(),
         )
@@ -878,6 +914,13 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn quote_or_backslash_finds_the_first(s in "[a\"\\\\é\u{80}-\u{ff}]{0,40}", from in 0usize..48) {
+            let b = s.as_bytes();
+            let want = b.get(from..).and_then(|t| t.iter().position(|&c| c == b'"' || c == b'\\').map(|p| from + p));
+            proptest::prop_assert_eq!(crate::authlog::quote_or_backslash(b, from), want);
+        }
+
         #[test]
         fn fast_logs_path_never_disagrees_with_serde(
             parts in proptest::collection::vec(proptest::prop_oneof![

@@ -4,10 +4,13 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::audit;
 use crate::diagnosis::{Aggregator, Finding, Stats};
 use crate::event::{self, DecodeError, Decoded, Limits, Source};
-use crate::facts::{Facts, FactsProvider};
-use crate::plan::{self, Action};
+use crate::facts::{self, Facts, FactsProvider, Refinement};
+use crate::plan::{self, Action, ActionStatus};
+use crate::policy::{Mode, Policy};
+use crate::remedy::Remediator;
 use crate::ticket::{self, Ticket};
 
 /// Runtime configuration, read once at start.
@@ -77,6 +80,8 @@ pub struct FindingReport {
     #[serde(flatten)]
     pub finding: Finding,
     pub facts: Facts,
+    /// The deeper diagnosis the facts allow.
+    pub refinement: Option<Refinement>,
 }
 
 /// The invocation's result.
@@ -92,6 +97,8 @@ pub struct Response {
     pub findings: Vec<FindingReport>,
     pub actions: Vec<Action>,
     pub tickets: Vec<Ticket>,
+    /// One record per change applied, planned (dry-run) or refused after planning.
+    pub audit: Vec<audit::Record>,
     pub stats: Stats,
 }
 
@@ -133,30 +140,90 @@ pub fn format_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// What one invocation runs with: configuration, the AWS edge (facts + remediation; or the
+/// offline one), the approval policy, and the hourly change budget shared by warm invocations.
+pub struct Deps<E> {
+    pub config: Config,
+    pub edge: E,
+    pub policy: Option<Policy>,
+    pub budget: Budget,
+    /// Plan only, whatever the policy's mode (`eks-auth plan`).
+    pub dry_run_only: bool,
+}
+
+impl<E> Deps<E> {
+    /// Dependencies without a policy (nothing is remediated).
+    pub fn new(config: Config, edge: E) -> Self {
+        Deps {
+            config,
+            edge,
+            policy: None,
+            budget: Budget::default(),
+            dry_run_only: false,
+        }
+    }
+}
+
+/// The approval policy from `EKS_AUTH_POLICY` / `EKS_AUTH_POLICY_FILE`; none when neither is set.
+///
+/// # Errors
+/// An invalid policy (with the line at fault), or both variables set.
+pub fn policy_from_env() -> Result<Option<Policy>, crate::policy::PolicyError> {
+    use crate::policy::{PolicyError, PolicySource};
+    match PolicySource::from_env() {
+        Ok(src) => Policy::load(&src).map(Some),
+        Err(PolicyError::NotConfigured) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Changes made in the last hour by this process (warm Lambda container). The per-hour limit is
+/// enforced per container; the per-invocation limit exactly.
+#[derive(Debug, Default)]
+pub struct Budget {
+    recent: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
+}
+
+impl Budget {
+    fn available(&self, per_hour: u32) -> u32 {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let hour = std::time::Duration::from_secs(3600);
+        while recent.front().is_some_and(|t| t.elapsed() > hour) {
+            recent.pop_front();
+        }
+        per_hour.saturating_sub(recent.len() as u32)
+    }
+
+    fn spend(&self) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(std::time::Instant::now());
+    }
+}
+
 /// Decodes and handles an event given as JSON.
 ///
 /// # Errors
 /// [`HandlerError::Decode`] when the event cannot be decoded; unparsable lines are counted, not fatal.
-pub async fn handle_value<F: FactsProvider>(
+pub async fn handle_value<E: FactsProvider + Remediator>(
     event: &serde_json::Value,
-    config: &Config,
-    facts: &F,
+    deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
-    let decoded = event::decode_value(event, &config.limits)?;
-    Ok(handle_decoded(&decoded, config, facts).await)
+    let decoded = event::decode_value(event, &deps.config.limits)?;
+    Ok(handle_decoded(&decoded, deps).await)
 }
 
 /// Handles raw event bytes (CLI and tests).
 ///
 /// # Errors
 /// As [`handle_value`].
-pub async fn handle_bytes<F: FactsProvider>(
+pub async fn handle_bytes<E: FactsProvider + Remediator>(
     raw: &[u8],
-    config: &Config,
-    facts: &F,
+    deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
-    let decoded = event::decode_bytes(raw, &config.limits)?;
-    Ok(handle_decoded(&decoded, config, facts).await)
+    let decoded = event::decode_bytes(raw, &deps.config.limits)?;
+    Ok(handle_decoded(&decoded, deps).await)
 }
 
 /// Groups a decoded event into findings (pure).
@@ -177,21 +244,92 @@ pub fn diagnose_decoded(decoded: &Decoded, config: &Config) -> (Vec<Finding>, St
     agg.finish()
 }
 
-/// Diagnoses, gathers facts, plans and builds tickets for a decoded event.
-pub async fn handle_decoded<F: FactsProvider>(
+fn audit_result(status: ActionStatus) -> &'static str {
+    match status {
+        ActionStatus::Planned => "dry_run",
+        ActionStatus::Applied => "applied",
+        ActionStatus::Unchanged => "unchanged",
+        ActionStatus::Failed => "failed",
+        _ => "refused",
+    }
+}
+
+/// Diagnoses, gathers facts, plans, applies (enforce mode) and builds tickets for a decoded event.
+pub async fn handle_decoded<E: FactsProvider + Remediator>(
     decoded: &Decoded,
-    config: &Config,
-    facts: &F,
+    deps: &Deps<E>,
 ) -> Response {
-    let (findings, stats) = diagnose_decoded(decoded, config);
+    let (findings, stats) = diagnose_decoded(decoded, &deps.config);
+    let policy = deps.policy.as_ref();
+    let enforce = !deps.dry_run_only && policy.is_some_and(|p| p.mode() == Mode::Enforce);
+    let limits = policy.map(|p| p.limits());
+    let mut changes_left = limits.map_or(0, |l| l.max_changes_per_invocation);
     let mut reports = Vec::with_capacity(findings.len());
     let mut actions = Vec::with_capacity(findings.len());
     let mut tickets = Vec::new();
+    let mut audit = Vec::new();
     for f in findings {
-        let fx = facts.gather(&f).await;
-        let action = plan::plan(&f, &fx);
-        if action.ticket_id.is_some() {
-            let t = ticket::build(&f);
+        let fx = deps.edge.gather(&f).await;
+        let refinement = facts::refine(&f, &fx);
+        let budget = limits.map_or(0, |l| {
+            changes_left.min(deps.budget.available(l.max_changes_per_hour))
+        });
+        let mut action = plan::plan(&plan::Input {
+            finding: &f,
+            facts: &fx,
+            refinement: refinement.as_ref(),
+            policy,
+            budget,
+        });
+        if let Some(change) = action.change.clone() {
+            changes_left = changes_left.saturating_sub(1);
+            let ticket_id = action.ticket_id.clone().unwrap_or_default();
+            let mut record = audit::Record {
+                time: audit::now(),
+                actor: fx.actor.as_ref().and_then(|a| a.arn.clone()),
+                cluster: f.cluster.clone(),
+                action: serde_json::to_value(action.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                principal: f.principal.clone(),
+                finding_id: f.id.clone(),
+                ticket_id: Some(ticket_id.clone()),
+                rule: action.rule.clone(),
+                result: String::new(),
+                reason: action.reason.clone(),
+                before: None,
+                after: serde_json::to_value(&change).ok(),
+            };
+            if enforce {
+                match deps.edge.apply(&f, &fx, &change, &ticket_id).await {
+                    Ok(applied) => {
+                        deps.budget.spend();
+                        action.status = if applied.unchanged {
+                            ActionStatus::Unchanged
+                        } else {
+                            ActionStatus::Applied
+                        };
+                        record.before = applied.before;
+                        record.after = applied.after.or(record.after);
+                    }
+                    Err(e) => {
+                        action.status = ActionStatus::Failed;
+                        action.reason = format!("{}; applying failed: {e}", action.reason);
+                    }
+                }
+            }
+            record.result = audit_result(action.status).to_string();
+            record.log();
+            audit.push(record);
+        }
+        // Every denial that is not remediated ends in a ticket.
+        let needs_ticket = matches!(
+            action.status,
+            ActionStatus::Emitted | ActionStatus::Failed | ActionStatus::Planned
+        );
+        if needs_ticket && action.ticket_id.is_some() {
+            let t = ticket::build_with(&f, refinement.as_ref(), Some(&action));
             tracing::info!(
                 ticket_id = %t.id,
                 cause = t.cause.map(|c| c.as_str()).unwrap_or("config_error"),
@@ -207,6 +345,7 @@ pub async fn handle_decoded<F: FactsProvider>(
         reports.push(FindingReport {
             finding: f,
             facts: fx,
+            refinement,
         });
     }
     let clusters: BTreeSet<String> = decoded
@@ -229,13 +368,14 @@ pub async fn handle_decoded<F: FactsProvider>(
     }
     Response {
         version: env!("CARGO_PKG_VERSION"),
-        mode: "dry-run",
+        mode: if enforce { "enforce" } else { "dry-run" },
         source: decoded.source,
         control_message: decoded.is_control_only(),
         clusters: clusters.into_iter().collect(),
         findings: reports,
         actions,
         tickets,
+        audit,
         stats,
     }
 }

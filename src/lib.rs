@@ -20,14 +20,22 @@
 //! ```
 
 pub mod arn;
+pub mod audit;
 pub mod authlog;
+pub mod aws;
+pub mod aws_auth;
 pub mod benchdata;
 pub mod diagnosis;
+pub mod edge;
+pub mod eks_token;
 pub mod event;
 pub mod eventgen;
 pub mod facts;
+pub mod facts_aws;
 pub mod handler;
 pub mod logging;
 pub mod plan;
+pub mod policy;
+pub mod remedy;
 pub mod ticket;
 pub mod timefmt;

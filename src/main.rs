@@ -1,24 +1,48 @@
-//! The Lambda function: wires configuration and runs the handler for each event.
+//! The Lambda function: wires configuration, the approval policy and the AWS edge once, then
+//! runs the handler for each event.
 
+use eks_auth_remediator::edge::Edge;
 use eks_auth_remediator::facts::OfflineFacts;
-use eks_auth_remediator::handler::{self, Config, HandlerError, Response};
+use eks_auth_remediator::handler::{self, Config, Deps, HandlerError};
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     eks_auth_remediator::logging::init_lambda();
     let config = Config::from_env()?;
-    let facts = OfflineFacts;
-    let (config, facts) = (&config, &facts);
-    lambda_runtime::run(service_fn(
-        move |ev: LambdaEvent<serde_json::Value>| async move {
-            handler::handle_value(&ev.payload, config, facts)
-                .await
-                .inspect_err(|e: &HandlerError| {
-                    tracing::error!(error = %handler::format_chain(e), error_type = e.error_type(), "invocation failed");
-                })
-                .map(|r: Response| r)
-        },
-    ))
+    let policy = handler::policy_from_env()?;
+    let offline = std::env::var("EKS_AUTH_OFFLINE").is_ok_and(|v| v == "true" || v == "1");
+    let role = policy
+        .as_ref()
+        .and_then(|p| p.remediation_role_arn().map(str::to_string))
+        .or_else(|| {
+            std::env::var("EKS_AUTH_REMEDIATION_ROLE_ARN")
+                .ok()
+                .filter(|r| !r.is_empty())
+        });
+    let edge = if offline {
+        Edge::Offline(OfflineFacts)
+    } else {
+        Edge::aws(config.region.as_deref(), role.as_deref()).await?
+    };
+    tracing::info!(
+        policy = policy.is_some(),
+        mode = ?policy.as_ref().map(|p| p.mode()),
+        offline,
+        remediation_role = role.as_deref().unwrap_or(""),
+        "started"
+    );
+    let deps = Deps {
+        policy,
+        ..Deps::new(config, edge)
+    };
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<serde_json::Value>| async move {
+        handler::handle_value(&ev.payload, deps)
+            .await
+            .inspect_err(|e: &HandlerError| {
+                tracing::error!(error = %handler::format_chain(e), error_type = e.error_type(), "invocation failed");
+            })
+    }))
     .await
 }

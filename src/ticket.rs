@@ -7,6 +7,8 @@ use serde::Serialize;
 
 use crate::arn::{Arn, PrincipalKind};
 use crate::diagnosis::{Cause, Finding, Outcome};
+use crate::facts::Refinement;
+use crate::plan::Action;
 
 /// Bumped on any incompatible change to the payload; additive changes keep it.
 pub const SCHEMA_VERSION: &str = "1.0";
@@ -67,6 +69,10 @@ pub struct Ticket {
     pub diagnosis: String,
     pub evidence: Evidence,
     pub recommended_commands: Vec<Command>,
+    /// The deeper diagnosis from AWS facts, when they were gathered.
+    pub refinement: Option<Refinement>,
+    /// What the remediator planned or tried, and why it did not (fully) fix it.
+    pub action: Option<Action>,
     pub source: &'static str,
 }
 
@@ -80,8 +86,13 @@ pub fn ticket_id(finding_id: &str) -> String {
 
 /// Builds the ticket for a finding.
 pub fn build(f: &Finding) -> Ticket {
+    build_with(f, None, None)
+}
+
+/// Builds the ticket for a finding with its refined diagnosis and the remediator's action.
+pub fn build_with(f: &Finding, refinement: Option<&Refinement>, action: Option<&Action>) -> Ticket {
     let ctx = Ctx::new(f);
-    let (severity, diagnosis, commands) = match (f.outcome, f.cause) {
+    let (severity, mut diagnosis, mut commands) = match (f.outcome, f.cause) {
         (Outcome::ConfigError, _) => config_error(&ctx),
         (_, Some(cause)) => for_cause(&ctx, cause),
         _ => for_cause(&ctx, Cause::Unknown),
@@ -98,6 +109,16 @@ pub fn build(f: &Finding) -> Ticket {
             ctx.cluster_label
         ),
     };
+    if let Some(r) = refinement {
+        let (text, extra) = refined(&ctx, r);
+        diagnosis = format!("{text} {diagnosis}");
+        for c in extra.into_iter().rev() {
+            commands.insert(0, c);
+        }
+    }
+    if let Some(a) = action {
+        diagnosis.push_str(&format!(" Remediator: {}.", a.reason));
+    }
     Ticket {
         schema_version: SCHEMA_VERSION,
         id: ticket_id(&f.id),
@@ -128,6 +149,8 @@ pub fn build(f: &Finding) -> Ticket {
             samples: f.samples.clone(),
         },
         recommended_commands: commands,
+        refinement: refinement.cloned(),
+        action: action.cloned(),
         source: concat!("eks-auth-remediator ", env!("CARGO_PKG_VERSION")),
     }
 }
@@ -502,6 +525,54 @@ fn for_cause(x: &Ctx<'_>, cause: Cause) -> (Severity, String, Vec<Command>) {
         }
     };
     (severity, text, cmds)
+}
+
+/// The refined diagnosis sentence and the fix it calls for, put first.
+fn refined(x: &Ctx<'_>, r: &Refinement) -> (String, Vec<Command>) {
+    match r {
+        Refinement::MappingHasPath { entry_arn, sso } => {
+            let fixed = crate::arn::Arn::parse(entry_arn).map(|a| a.without_path().to_string()).unwrap_or_default();
+            (
+                format!(
+                    "aws-auth maps {entry_arn}, a role ARN with {} path; the authenticator compares the canonical ARN, which never carries a path, so this entry never matches. The fix is the same entry as {fixed}.",
+                    if *sso { "an IAM Identity Center (aws-reserved/sso.amazonaws.com/...)" } else { "a" }
+                ),
+                vec![x.c(
+                    "As the cluster creator or an admin: change the entry's rolearn to the ARN without its path",
+                    "kubectl -n kube-system edit configmap aws-auth",
+                )],
+            )
+        }
+        Refinement::MappingInvalid { entry_arn, detail } => (
+            format!(
+                "aws-auth has an entry for the principal ({}) that the authenticator drops or can never match: {detail}.",
+                entry_arn.as_deref().unwrap_or("no ARN")
+            ),
+            vec![x.read_aws_auth()],
+        ),
+        Refinement::AwsAuthBroken { detail } => (
+            format!("The aws-auth list that should map the principal does not parse ({detail}): the authenticator ignores all of it."),
+            vec![x.read_aws_auth()],
+        ),
+        Refinement::EntityDeleted => (
+            "IAM says the user or role no longer exists: recreate it (same name) or use another identity; no mapping helps a deleted entity.".into(),
+            x.entity_check().into_iter().collect(),
+        ),
+        Refinement::CrossAccount { principal_account, cluster_account } => (
+            format!("The principal belongs to account {principal_account}, not the cluster's {cluster_account}: the remediator does not look it up or grant it automatically; confirm the cross-account access is intended."),
+            Vec::new(),
+        ),
+        Refinement::ApiModeMappingInAwsAuth => (
+            "The cluster uses authentication mode API, which ignores aws-auth, yet the principal's mapping is there: create an access entry instead.".into(),
+            vec![x.auth_mode()],
+        ),
+        Refinement::StaleAccessEntry => (
+            "An access entry exists for this ARN, but EKS still denies it: the entity was most likely deleted and recreated, and the entry names the old unique ID. Recreate the access entry.".into(),
+            Vec::new(),
+        ),
+        Refinement::NoMapping => ("Neither aws-auth nor an access entry maps the principal.".into(), Vec::new()),
+        Refinement::AlreadyMapped => ("The principal is mapped now: the denial predates a fix.".into(), Vec::new()),
+    }
 }
 
 fn config_error(x: &Ctx<'_>) -> (Severity, String, Vec<Command>) {

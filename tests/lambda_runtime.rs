@@ -137,6 +137,7 @@ fn lambda_binary_answers_the_runtime_api() {
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
         .env("AWS_REGION", "eu-west-1")
+        .env("EKS_AUTH_OFFLINE", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -155,6 +155,7 @@ fn the_validator_rejects_what_it_should() {
         dir: root.join("schemas"),
     };
     let out = Command::new(env!("CARGO_BIN_EXE_eks-auth"))
+        .env("EKS_AUTH_OFFLINE", "true")
         .args([
             "invoke",
             root.join("events/not-mapped.json").to_str().unwrap(),

@@ -13,6 +13,7 @@
 
 pub mod authlog;
 pub mod authn;
+pub mod civil;
 pub mod client;
 pub mod config;
 pub mod control;

@@ -581,23 +581,8 @@ pub fn parse_amz_date(value: &str) -> Result<i64, String> {
 
 /// `time.Time.String()` for a UTC time: `2006-01-02 15:04:05 +0000 UTC`.
 pub fn go_time_string(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let rem = unix.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000 UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let (y, m, d, h, mi, s) = crate::civil::from_unix(unix);
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02} +0000 UTC")
 }
 
 /// Validates a token as the authenticator does before calling STS. `now_nanos` is the current

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use eks_auth_remediator::diagnosis::{self, Aggregator, Origin, Outcome};
+use eks_auth_remediator::edge::Edge;
 use eks_auth_remediator::facts::OfflineFacts;
-use eks_auth_remediator::handler::{self, Config};
-use eks_auth_remediator::{authlog, eventgen, ticket};
+use eks_auth_remediator::handler::{self, Config, Deps};
+use eks_auth_remediator::policy::Policy;
+use eks_auth_remediator::{authlog, eks_token, eventgen, ticket};
 
 #[derive(Parser)]
 #[command(
@@ -40,17 +42,45 @@ enum Cmd {
         lines: Vec<String>,
     },
     /// Run the Lambda handler on an event file (`-` for stdin) and print the response JSON.
+    /// Uses real AWS (or the endpoints in AWS_ENDPOINT_URL*) unless --offline; changes clusters
+    /// only when the policy says `mode: enforce`.
     Invoke {
         event: PathBuf,
-        /// Make no network calls at all (facts are "unknown").
+        /// Make no network calls at all (facts are "unknown", nothing is remediated).
         #[arg(long)]
         offline: bool,
-        /// Approval policy document (arrives with automatic remediation).
+        /// Approval policy document (else EKS_AUTH_POLICY / EKS_AUTH_POLICY_FILE; none = tickets only).
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// AWS region (else AWS_REGION / the profile).
+        #[arg(long)]
+        region: Option<String>,
         /// Print the tickets as Markdown instead of the response JSON.
         #[arg(long)]
         markdown: bool,
+    },
+    /// Like `invoke`, but never writes: shows the plan exactly as enforce would apply it.
+    Plan {
+        event: PathBuf,
+        #[arg(long)]
+        offline: bool,
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Print an ExecCredential with a bearer token for the cluster, like `aws eks get-token`
+    /// (usable as a kubectl exec credential plugin).
+    Token {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// Act as this role (sts:AssumeRole) instead of the current identity.
+        #[arg(long)]
+        role_arn: Option<String>,
     },
     /// Wrap raw log lines (FILE or stdin) into an event for manual invokes and `cargo lambda invoke`.
     Event {
@@ -114,10 +144,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => explain(json, cluster, region, lines),
         Cmd::Invoke {
             event,
-            offline: _,
+            offline,
             policy,
+            region,
             markdown,
-        } => invoke(&event, policy, markdown),
+        } => invoke(&event, offline, policy, region, markdown, false),
+        Cmd::Plan {
+            event,
+            offline,
+            policy,
+            region,
+            markdown,
+        } => invoke(&event, offline, policy, region, markdown, true),
+        Cmd::Token {
+            cluster,
+            region,
+            role_arn,
+        } => token(&cluster, region, role_arn),
         Cmd::Event {
             cluster,
             account,
@@ -181,34 +224,46 @@ fn read_input(path: Option<&std::path::Path>) -> anyhow::Result<String> {
     String::from_utf8(buf).context("input is not UTF-8")
 }
 
-fn invoke(path: &std::path::Path, policy: Option<PathBuf>, markdown: bool) -> anyhow::Result<()> {
-    if let Some(p) = policy {
-        bail!(
-            "--policy {}: approval policies are not supported by this version (automatic remediation is not built yet); run without --policy for a dry run",
-            p.display()
-        );
+fn invoke(
+    path: &std::path::Path,
+    offline: bool,
+    policy: Option<PathBuf>,
+    region: Option<String>,
+    markdown: bool,
+    dry_run_only: bool,
+) -> anyhow::Result<()> {
+    let mut config = Config::from_env()?;
+    if region.is_some() {
+        config.region = region.clone();
     }
-    let config = Config::from_env()?;
-    let raw = if path.as_os_str() == "-" {
-        let mut buf = Vec::new();
-        std::io::stdin()
-            .lock()
-            .take(config.limits.max_event_bytes as u64 + 1)
-            .read_to_end(&mut buf)?;
-        buf
-    } else {
-        let mut buf = Vec::new();
-        std::fs::File::open(path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .take(config.limits.max_event_bytes as u64 + 1)
-            .read_to_end(&mut buf)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        buf
+    let policy = match policy {
+        Some(p) => Some(Policy::from_file(&p)?),
+        None => handler::policy_from_env()?,
     };
-    let rt = tokio::runtime::Builder::new_current_thread().build()?;
-    let response = rt
-        .block_on(handler::handle_bytes(&raw, &config, &OfflineFacts))
-        .map_err(|e| anyhow::anyhow!(handler::format_chain(&e)))?;
+    let raw = read_limited(path, config.limits.max_event_bytes)?;
+    let offline =
+        offline || std::env::var("EKS_AUTH_OFFLINE").is_ok_and(|v| v == "true" || v == "1");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let response = rt.block_on(async {
+        let edge = if offline {
+            Edge::Offline(OfflineFacts)
+        } else {
+            let role = policy
+                .as_ref()
+                .and_then(|p| p.remediation_role_arn().map(str::to_string));
+            Edge::aws(config.region.as_deref(), role.as_deref()).await?
+        };
+        let deps = Deps {
+            policy,
+            dry_run_only,
+            ..Deps::new(config, edge)
+        };
+        handler::handle_bytes(&raw, &deps)
+            .await
+            .map_err(|e| anyhow::anyhow!(handler::format_chain(&e)))
+    })?;
     let mut stdout = std::io::stdout().lock();
     if markdown {
         for t in &response.tickets {
@@ -226,6 +281,46 @@ fn invoke(path: &std::path::Path, policy: Option<PathBuf>, markdown: bool) -> an
         serde_json::to_writer_pretty(&mut stdout, &response)?;
         writeln!(stdout)?;
     }
+    Ok(())
+}
+
+fn read_limited(path: &std::path::Path, limit: usize) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(limit as u64 + 1)
+            .read_to_end(&mut buf)?;
+    } else {
+        std::fs::File::open(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .take(limit as u64 + 1)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    Ok(buf)
+}
+
+fn token(cluster: &str, region: Option<String>, role_arn: Option<String>) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let json = rt.block_on(async {
+        let base = eks_auth_remediator::aws::load(region.as_deref()).await?;
+        let config = match &role_arn {
+            Some(r) => {
+                eks_auth_remediator::aws::assume_role(&base, r, "eks-auth-token")
+                    .await?
+                    .0
+            }
+            None => base,
+        };
+        let region = config.region().map(|r| r.to_string()).unwrap_or_default();
+        let creds = eks_auth_remediator::aws::credentials(&config).await?;
+        let token = eks_token::presign(&creds, &region, cluster, std::time::SystemTime::now())?;
+        Ok::<_, anyhow::Error>(eks_token::exec_credential_json(&token))
+    })?;
+    println!("{json}");
     Ok(())
 }
 
