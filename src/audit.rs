@@ -12,7 +12,7 @@ pub struct Record {
     /// The identity that acted (the assumed remediation role, or the function's own role).
     pub actor: Option<String>,
     pub cluster: Option<String>,
-    /// `access_entry`, `aws_auth_mapping`, `fix_mapping_path`.
+    /// `access_entry`, `aws_auth_mapping`, `fix_mapping_path`, or `refused` (no change planned).
     pub action: String,
     pub principal: Option<String>,
     pub finding_id: String,

@@ -323,6 +323,29 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
             record.log();
             audit.push(record);
         }
+        // A remediation refused by the policy or the facts is audited too.
+        if policy.is_some()
+            && action.change.is_none()
+            && action.kind == plan::ActionKind::Ticket
+            && f.cause == Some(crate::diagnosis::Cause::NotMapped)
+        {
+            let record = audit::Record {
+                time: audit::now(),
+                actor: fx.actor.as_ref().and_then(|a| a.arn.clone()),
+                cluster: f.cluster.clone(),
+                action: "refused".into(),
+                principal: f.principal.clone(),
+                finding_id: f.id.clone(),
+                ticket_id: action.ticket_id.clone(),
+                rule: None,
+                result: "refused".into(),
+                reason: action.reason.clone(),
+                before: None,
+                after: None,
+            };
+            record.log();
+            audit.push(record);
+        }
         // Every denial that is not remediated ends in a ticket.
         let needs_ticket = matches!(
             action.status,

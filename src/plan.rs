@@ -264,6 +264,12 @@ pub fn plan(input: &Input<'_>) -> Action {
             format!("rule {rule} grants no aws-auth mapping and the cluster reads only aws-auth"),
         );
     };
+    if facts.actor.as_ref().and_then(|a| a.may_update_aws_auth) != Some(true) {
+        return Action::ticket(
+            f,
+            "the function's identity may not update kube-system/aws-auth (see facts.notes)",
+        );
+    }
     let Some(auth) = facts.aws_auth.as_ref() else {
         return Action::ticket(f, "could not read kube-system/aws-auth");
     };
@@ -271,12 +277,6 @@ pub fn plan(input: &Input<'_>) -> Action {
         return Action::ticket(
             f,
             "kube-system/aws-auth does not exist: creating it is left to a human",
-        );
-    }
-    if facts.actor.as_ref().and_then(|a| a.may_update_aws_auth) != Some(true) {
-        return Action::ticket(
-            f,
-            "the function's identity may not update kube-system/aws-auth",
         );
     }
     match auth.mapping {

@@ -543,3 +543,157 @@ async fn the_remediation_role_is_assumed_and_verified() {
         assert!(a.contains("does-not-exist-x"));
     }
 }
+
+#[tokio::test]
+async fn other_accounts_and_unprivileged_functions_get_tickets() {
+    let (creator, _) = support::user_with_key("creator").await;
+    let (weak, weak_creds) = support::user_with_key("weak-function").await;
+    let role = support::create_role(&support::unique("dev"), "/").await;
+    let dev_creds = support::assume_role(&support::admin_creds(), &role.arn, "gil").await;
+    let sim = simulator(AuthMode::ConfigMap, &creator.arn, Some(NODE_ROLES)).await;
+    assert_eq!(request_as(&sim, &dev_creds).await, 401);
+    let mut lines = sim.authlog().join("\n");
+    // A denial for a principal of another account (forwarded logs): reported, not looked up.
+    lines.push_str("\ntime=\"2024-01-01T00:00:00Z\" level=warning msg=\"access denied\" arn=\"arn:aws:iam::999999999999:role/dev-other\" client=\"127.0.0.1:1\" error=\"ARN is not mapped\" method=POST path=/authenticate");
+    let event = eventgen::subscription(
+        &lines,
+        &Options {
+            cluster: "prod".into(),
+            account: support::ACCOUNT.into(),
+            region: support::REGION.into(),
+            control: false,
+        },
+    );
+    // The function acts as an identity the cluster does not map: it may not write aws-auth.
+    let out = run(
+        edge(&sim, &weak_creds, &weak.arn),
+        policy("enforce", ""),
+        &event,
+    )
+    .await;
+    assert_eq!(sim.counters("prod").unwrap().configmap_writes, 0);
+    let reasons: Vec<&str> = out.actions.iter().map(|a| a.reason.as_str()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("another account")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("may not update")),
+        "{reasons:?}"
+    );
+    assert!(
+        out.audit.iter().all(|r| r.result == "refused"),
+        "{:?}",
+        out.audit
+    );
+    assert_eq!(out.audit.len(), 2);
+}
+
+#[tokio::test]
+async fn concurrent_remediations_each_land_exactly_once() {
+    let (creator, creator_creds) = support::user_with_key("creator").await;
+    let sim = simulator(AuthMode::ConfigMap, &creator.arn, Some(NODE_ROLES)).await;
+    let mut roles = Vec::new();
+    for i in 0..3 {
+        let role = support::create_role(&support::unique(&format!("dev{i}")), "/").await;
+        let creds = support::assume_role(&support::admin_creds(), &role.arn, "s").await;
+        assert_eq!(request_as(&sim, &creds).await, 401);
+        roles.push(role);
+    }
+    // One event per principal, handled concurrently, with conflicting writes injected.
+    let lines = sim.authlog();
+    let events: Vec<serde_json::Value> = roles
+        .iter()
+        .map(|r| {
+            let mine: Vec<&String> = lines.iter().filter(|l| l.contains(&r.name)).collect();
+            eventgen::subscription(
+                &mine
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                &Options {
+                    cluster: "prod".into(),
+                    account: support::ACCOUNT.into(),
+                    region: support::REGION.into(),
+                    control: false,
+                },
+            )
+        })
+        .collect();
+    sim.inject(eks_sim::Rule {
+        cluster: Some("prod".into()),
+        target: eks_sim::Target::KubeWrite,
+        fault: eks_sim::Fault::Conflict,
+        count: Some(3),
+    });
+    let (a, b, c) = tokio::join!(
+        run(
+            edge(&sim, &creator_creds, &creator.arn),
+            policy("enforce", ""),
+            &events[0]
+        ),
+        run(
+            edge(&sim, &creator_creds, &creator.arn),
+            policy("enforce", ""),
+            &events[1]
+        ),
+        run(
+            edge(&sim, &creator_creds, &creator.arn),
+            policy("enforce", ""),
+            &events[2]
+        ),
+    );
+    for out in [a, b, c] {
+        let action = out.actions.iter().find(|x| x.change.is_some()).unwrap();
+        assert_eq!(
+            serde_json::to_value(action.status).unwrap(),
+            "applied",
+            "{}",
+            action.reason
+        );
+    }
+    let text = sim.configmap("prod", "kube-system", "aws-auth").unwrap()["data"]["mapRoles"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.starts_with(NODE_ROLES));
+    for r in &roles {
+        assert_eq!(
+            text.matches(&format!("role/{}\n", r.name)).count(),
+            1,
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn eks_auth_token_is_accepted_by_the_cluster() {
+    let (creator, creds) = support::user_with_key("creator").await;
+    let sim = simulator(AuthMode::ConfigMap, &creator.arn, Some(NODE_ROLES)).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eks-auth"))
+        .args(["token", "--cluster", "prod", "--region", support::REGION])
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_key)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cred: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cred["kind"], "ExecCredential");
+    let token = cred["status"]["token"].as_str().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains(token),
+        "the token is never logged"
+    );
+    let client = support::kube_client_retry(&sim, "prod", token, false).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "kube-system");
+    api.get("aws-auth")
+        .await
+        .expect("the creator's token from eks-auth token is accepted");
+}
