@@ -697,3 +697,85 @@ async fn eks_auth_token_is_accepted_by_the_cluster() {
         .await
         .expect("the creator's token from eks-auth token is accepted");
 }
+
+#[tokio::test]
+async fn missing_aws_auth_is_ticketed_not_created() {
+    let (creator, creator_creds) = support::user_with_key("creator").await;
+    let role = support::create_role(&support::unique("dev"), "/").await;
+    let dev_creds = support::assume_role(&support::admin_creds(), &role.arn, "hal").await;
+    let sim = simulator(AuthMode::ConfigMap, &creator.arn, None).await;
+    assert_eq!(request_as(&sim, &dev_creds).await, 401);
+    let out = run(
+        edge(&sim, &creator_creds, &creator.arn),
+        policy("enforce", ""),
+        &event_from_authlog(&sim),
+    )
+    .await;
+    assert!(
+        out.actions
+            .iter()
+            .any(|a| a.reason.contains("does not exist")),
+        "{:?}",
+        out.actions
+    );
+    assert!(
+        sim.configmap("prod", "kube-system", "aws-auth").is_none(),
+        "never created"
+    );
+    assert_eq!(out.tickets.len(), out.actions.len());
+}
+
+// The CLI runs as a child process while this test's runtime serves the simulator: multi-thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eks_auth_plan_never_writes_even_under_an_enforce_policy() {
+    let (creator, creds) = support::user_with_key("creator").await;
+    let role = support::create_role(&support::unique("dev"), "/").await;
+    let dev_creds = support::assume_role(&support::admin_creds(), &role.arn, "ivy").await;
+    let sim = simulator(AuthMode::ConfigMap, &creator.arn, Some(NODE_ROLES)).await;
+    assert_eq!(request_as(&sim, &dev_creds).await, 401);
+    let dir = support::scratch("plan-cli");
+    let event = support::write(&dir, "event.json", &event_from_authlog(&sim).to_string());
+    let policy_text = "mode: enforce\nclusters: [prod]\nrules:\n  - name: developers\n    principals: [\"arn:aws:iam::123456789012:role/*dev*\"]\n    aws_auth: {username: \"dev:{{SessionName}}\", groups: [eks-viewers]}\n";
+    let policy_file = support::write(&dir, "policy.yaml", policy_text);
+    let moto = &support::moto().endpoint;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eks-auth"))
+        .args([
+            "plan",
+            event.to_str().unwrap(),
+            "--policy",
+            policy_file.to_str().unwrap(),
+            "--region",
+            support::REGION,
+        ])
+        .env("AWS_ACCESS_KEY_ID", &creds.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &creds.secret_key)
+        .env("AWS_ENDPOINT_URL_EKS", sim.eks_endpoint())
+        .env("AWS_ENDPOINT_URL_IAM", moto)
+        .env("AWS_ENDPOINT_URL_STS", moto)
+        .env_remove("AWS_SESSION_TOKEN")
+        .env_remove("EKS_AUTH_OFFLINE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resp: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resp["mode"], "dry-run");
+    let planned: Vec<&serde_json::Value> = resp["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["status"] == "planned")
+        .collect();
+    assert_eq!(
+        planned.len(),
+        1,
+        "{} {}",
+        resp["actions"],
+        resp["findings"][0]["facts"]["notes"]
+    );
+    assert_eq!(planned[0]["kind"], "aws_auth_mapping");
+    assert_eq!(sim.counters("prod").unwrap().configmap_writes, 0);
+}
