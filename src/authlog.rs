@@ -270,29 +270,6 @@ pub fn parse_logfmt(line: &str) -> Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
     (!fields.is_empty()).then_some(fields)
 }
 
-/// The index of the first `"` or `\` in `b` at or after `from`, eight bytes at a time: the
-/// stretches between escapes in a log line are short, too short for a SIMD search to pay off.
-pub(crate) fn quote_or_backslash(b: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Marks bytes that are zero: exact for the lowest one, which is all that is read.
-    let zero_bytes = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
-    let mut i = from;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let w = u64::from_le_bytes(chunk.try_into().ok()?);
-        let hits =
-            zero_bytes(w ^ (ONES * u64::from(b'"'))) | zero_bytes(w ^ (ONES * u64::from(b'\\')));
-        if hits != 0 {
-            return Some(i + (hits.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    b.get(i..)?
-        .iter()
-        .position(|&c| c == b'"' || c == b'\\')
-        .map(|p| i + p)
-}
-
 /// Decodes a Go `%q` string starting at the opening quote; returns the value and the index after
 /// the closing quote.
 #[inline]
@@ -300,7 +277,7 @@ fn unquote_go(s: &str, open: usize) -> Option<(Cow<'_, str>, usize)> {
     let b = s.as_bytes();
     let start = open + 1;
     // Fast path: no escapes.
-    let mut i = quote_or_backslash(b, start)?;
+    let mut i = start + memchr::memchr2(b'"', b'\\', b.get(start..)?)?;
     if b[i] == b'"' {
         return Some((Cow::Borrowed(&s[start..i]), i + 1));
     }
@@ -348,7 +325,7 @@ fn unquote_go(s: &str, open: usize) -> Option<(Cow<'_, str>, usize)> {
             _ => {
                 flush_bytes(&mut bytes_out, &mut out);
                 let run_start = i;
-                i = quote_or_backslash(b, i).unwrap_or(b.len());
+                i = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
                 out.push_str(&s[run_start..i]);
             }
         }
