@@ -170,87 +170,98 @@ fn is_skippable(data: &str) -> bool {
     t.is_empty() || t == "``" || t == "\"\"" || t == "''"
 }
 
+/// Decodes one mapping list (`mapUsers`/`mapRoles`) as `ParseMap` does: a YAML error or a
+/// non-list drops the whole key; the first decode error is reported once; items failing
+/// `validate` are dropped with its message.
+fn decode_list<T>(
+    text: Option<&str>,
+    go_type: &str,
+    decode: impl Fn(&Value, &mut Option<String>) -> T,
+    validate: impl Fn(&T, &Value) -> Result<(), String>,
+    kept: &mut Vec<T>,
+    errors: &mut Vec<String>,
+) {
+    let Some(text) = text.filter(|t| !is_skippable(t)) else {
+        return;
+    };
+    match yaml_to_json(text) {
+        Err(e) => errors.push(e),
+        Ok(Value::Array(items)) => {
+            let mut first_err = None;
+            let decoded: Vec<T> = items
+                .iter()
+                .map(|item| decode(item, &mut first_err))
+                .collect();
+            errors.extend(first_err);
+            for (m, item) in decoded.into_iter().zip(&items) {
+                match validate(&m, item) {
+                    Ok(()) => kept.push(m),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        Ok(Value::Null) => {}
+        Ok(other) => errors.push(format!(
+            "json: cannot unmarshal {} into Go value of type []config.{go_type}",
+            json_kind(&other)
+        )),
+    }
+}
+
 /// Parses aws-auth's `data` like the authenticator's `ParseMap`.
 pub fn parse_aws_auth(data: &Map<String, Value>) -> AwsAuth {
     let mut out = AwsAuth::default();
-    if let Some(text) = data.get("mapUsers").and_then(Value::as_str) {
-        if !is_skippable(text) {
-            match yaml_to_json(text) {
-                Err(e) => out.errors.push(e),
-                Ok(Value::Array(items)) => {
-                    let mut first_err = None;
-                    let mut decoded = Vec::new();
-                    for item in &items {
-                        let mut m = UserMapping::default();
-                        decode_item(
-                            item,
-                            "UserMapping",
-                            &mut [
-                                ("userarn", FieldSlot::Str(&mut m.userarn)),
-                                ("username", FieldSlot::Str(&mut m.username)),
-                                ("groups", FieldSlot::List(&mut m.groups)),
-                                ("userid", FieldSlot::Str(&mut m.userid)),
-                            ],
-                            &mut first_err,
-                        );
-                        decoded.push(m);
-                    }
-                    out.errors.extend(first_err);
-                    for m in decoded {
-                        if m.userarn.is_empty() {
-                            out.errors.push("value for userarn must be supplied".into());
-                        } else {
-                            out.users.push(m);
-                        }
-                    }
-                }
-                Ok(Value::Null) => {}
-                Ok(other) => out.errors.push(format!(
-                    "json: cannot unmarshal {} into Go value of type []config.UserMapping",
-                    json_kind(&other)
-                )),
+    decode_list(
+        data.get("mapUsers").and_then(Value::as_str),
+        "UserMapping",
+        |item, first_err| {
+            let mut m = UserMapping::default();
+            decode_item(
+                item,
+                "UserMapping",
+                &mut [
+                    ("userarn", FieldSlot::Str(&mut m.userarn)),
+                    ("username", FieldSlot::Str(&mut m.username)),
+                    ("groups", FieldSlot::List(&mut m.groups)),
+                    ("userid", FieldSlot::Str(&mut m.userid)),
+                ],
+                first_err,
+            );
+            m
+        },
+        |m, _| {
+            if m.userarn.is_empty() {
+                Err("value for userarn must be supplied".into())
+            } else {
+                Ok(())
             }
-        }
-    }
-    if let Some(text) = data.get("mapRoles").and_then(Value::as_str) {
-        if !is_skippable(text) {
-            match yaml_to_json(text) {
-                Err(e) => out.errors.push(e),
-                Ok(Value::Array(items)) => {
-                    let mut first_err = None;
-                    let mut decoded = Vec::new();
-                    for item in &items {
-                        let mut m = RoleMapping::default();
-                        decode_item(
-                            item,
-                            "RoleMapping",
-                            &mut [
-                                ("rolearn", FieldSlot::Str(&mut m.rolearn)),
-                                ("sso", FieldSlot::Present(&mut m.sso)),
-                                ("username", FieldSlot::Str(&mut m.username)),
-                                ("groups", FieldSlot::List(&mut m.groups)),
-                                ("userid", FieldSlot::Str(&mut m.userid)),
-                            ],
-                            &mut first_err,
-                        );
-                        decoded.push((m, item.clone()));
-                    }
-                    out.errors.extend(first_err);
-                    for (m, item) in decoded {
-                        match validate_role(&m, &item) {
-                            Ok(()) => out.roles.push(m),
-                            Err(e) => out.errors.push(e),
-                        }
-                    }
-                }
-                Ok(Value::Null) => {}
-                Ok(other) => out.errors.push(format!(
-                    "json: cannot unmarshal {} into Go value of type []config.RoleMapping",
-                    json_kind(&other)
-                )),
-            }
-        }
-    }
+        },
+        &mut out.users,
+        &mut out.errors,
+    );
+    decode_list(
+        data.get("mapRoles").and_then(Value::as_str),
+        "RoleMapping",
+        |item, first_err| {
+            let mut m = RoleMapping::default();
+            decode_item(
+                item,
+                "RoleMapping",
+                &mut [
+                    ("rolearn", FieldSlot::Str(&mut m.rolearn)),
+                    ("sso", FieldSlot::Present(&mut m.sso)),
+                    ("username", FieldSlot::Str(&mut m.username)),
+                    ("groups", FieldSlot::List(&mut m.groups)),
+                    ("userid", FieldSlot::Str(&mut m.userid)),
+                ],
+                first_err,
+            );
+            m
+        },
+        validate_role,
+        &mut out.roles,
+        &mut out.errors,
+    );
     if let Some(text) = data.get("mapAccounts").and_then(Value::as_str) {
         if !is_skippable(text) {
             match serde_norway::from_str::<Value>(text) {
