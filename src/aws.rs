@@ -54,13 +54,6 @@ pub async fn load(region: Option<&str>) -> Result<SdkConfig, AwsError> {
     Ok(config)
 }
 
-/// The configuration with fixed credentials (tests and the CLI's explicit keys).
-pub fn with_credentials(base: &SdkConfig, creds: Credentials) -> SdkConfig {
-    base.to_builder()
-        .credentials_provider(SharedCredentialsProvider::new(creds))
-        .build()
-}
-
 /// The caller's ARN (`sts:GetCallerIdentity`).
 ///
 /// # Errors

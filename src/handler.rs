@@ -164,6 +164,11 @@ impl<E> Deps<E> {
     }
 }
 
+/// `EKS_AUTH_OFFLINE=true` (or `1`): make no AWS call at all.
+pub fn offline_from_env() -> bool {
+    std::env::var("EKS_AUTH_OFFLINE").is_ok_and(|v| v == "true" || v == "1")
+}
+
 /// The approval policy from `EKS_AUTH_POLICY` / `EKS_AUTH_POLICY_FILE`; none when neither is set.
 ///
 /// # Errors
@@ -281,27 +286,12 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
             policy,
             budget,
         });
+        let mut before_after = (None, None);
         if let Some(change) = action.change.clone() {
             changes_left = changes_left.saturating_sub(1);
-            let ticket_id = action.ticket_id.clone().unwrap_or_default();
-            let mut record = audit::Record {
-                time: audit::now(),
-                actor: fx.actor.as_ref().and_then(|a| a.arn.clone()),
-                cluster: f.cluster.clone(),
-                action: serde_json::to_value(action.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
-                principal: f.principal.clone(),
-                finding_id: f.id.clone(),
-                ticket_id: Some(ticket_id.clone()),
-                rule: action.rule.clone(),
-                result: String::new(),
-                reason: action.reason.clone(),
-                before: None,
-                after: serde_json::to_value(&change).ok(),
-            };
+            before_after.1 = serde_json::to_value(&change).ok();
             if enforce {
+                let ticket_id = action.ticket_id.clone().unwrap_or_default();
                 match deps.edge.apply(&f, &fx, &change, &ticket_id).await {
                     Ok(applied) => {
                         deps.budget.spend();
@@ -310,8 +300,7 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
                         } else {
                             ActionStatus::Applied
                         };
-                        record.before = applied.before;
-                        record.after = applied.after.or(record.after);
+                        before_after = (applied.before, applied.after.or(before_after.1));
                     }
                     Err(e) => {
                         action.status = ActionStatus::Failed;
@@ -319,29 +308,34 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
                     }
                 }
             }
-            record.result = audit_result(action.status).to_string();
-            record.log();
-            audit.push(record);
         }
-        // A remediation refused by the policy or the facts is audited too.
-        if policy.is_some()
+        // Every change (planned, applied or failed) is audited, and so is a remediation the
+        // policy or the facts refused.
+        let refused = policy.is_some()
             && action.change.is_none()
             && action.kind == plan::ActionKind::Ticket
-            && f.cause == Some(crate::diagnosis::Cause::NotMapped)
-        {
+            && f.cause == Some(crate::diagnosis::Cause::NotMapped);
+        if action.change.is_some() || refused {
             let record = audit::Record {
                 time: audit::now(),
                 actor: fx.actor.as_ref().and_then(|a| a.arn.clone()),
                 cluster: f.cluster.clone(),
-                action: "refused".into(),
+                action: if refused {
+                    "refused".to_string()
+                } else {
+                    serde_json::to_value(action.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                },
                 principal: f.principal.clone(),
                 finding_id: f.id.clone(),
                 ticket_id: action.ticket_id.clone(),
-                rule: None,
-                result: "refused".into(),
+                rule: action.rule.clone(),
+                result: audit_result(action.status).to_string(),
                 reason: action.reason.clone(),
-                before: None,
-                after: None,
+                before: before_after.0,
+                after: before_after.1,
             };
             record.log();
             audit.push(record);

@@ -11,7 +11,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     eks_auth_remediator::logging::init_lambda();
     let config = Config::from_env()?;
     let policy = handler::policy_from_env()?;
-    let offline = std::env::var("EKS_AUTH_OFFLINE").is_ok_and(|v| v == "true" || v == "1");
+    let offline = handler::offline_from_env();
     let role = policy
         .as_ref()
         .and_then(|p| p.remediation_role_arn().map(str::to_string))

@@ -194,31 +194,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Text input for `explain` and `event`: a file, or stdin when none or `-`.
 fn read_input(path: Option<&std::path::Path>) -> anyhow::Result<String> {
-    let mut buf = Vec::new();
-    let limit = eks_auth_remediator::event::DEFAULT_MAX_EVENT as u64;
-    match path {
-        None => {
-            std::io::stdin()
-                .lock()
-                .take(limit + 1)
-                .read_to_end(&mut buf)?;
-        }
-        Some(p) if p.as_os_str() == "-" => {
-            std::io::stdin()
-                .lock()
-                .take(limit + 1)
-                .read_to_end(&mut buf)?;
-        }
-        Some(p) => {
-            std::fs::File::open(p)
-                .with_context(|| format!("cannot read {}", p.display()))?
-                .take(limit + 1)
-                .read_to_end(&mut buf)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-        }
-    }
-    if buf.len() as u64 > limit {
+    let limit = eks_auth_remediator::event::DEFAULT_MAX_EVENT;
+    let buf = read_limited(path.unwrap_or(std::path::Path::new("-")), limit)?;
+    if buf.len() > limit {
         bail!("input is over the {limit}-byte limit");
     }
     String::from_utf8(buf).context("input is not UTF-8")
@@ -241,8 +221,7 @@ fn invoke(
         None => handler::policy_from_env()?,
     };
     let raw = read_limited(path, config.limits.max_event_bytes)?;
-    let offline =
-        offline || std::env::var("EKS_AUTH_OFFLINE").is_ok_and(|v| v == "true" || v == "1");
+    let offline = offline || handler::offline_from_env();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -284,6 +263,7 @@ fn invoke(
     Ok(())
 }
 
+/// Reads at most `limit + 1` bytes (so an oversized input is still detected) from a file or stdin (`-`).
 fn read_limited(path: &std::path::Path, limit: usize) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     if path.as_os_str() == "-" {

@@ -131,7 +131,7 @@ impl Remediator for AwsFacts {
     async fn apply(
         &self,
         f: &Finding,
-        facts: &Facts,
+        _facts: &Facts,
         change: &Change,
         ticket_id: &str,
     ) -> Result<Applied, String> {
@@ -166,7 +166,6 @@ impl Remediator for AwsFacts {
             }
             Change::AwsAuthMapping { .. } | Change::FixMappingPath { .. } => {
                 let info = self.cluster(cluster).await;
-                let _ = facts;
                 let client = self.kube(cluster, &info).await?;
                 let annotation = json!({"tool": "eks-auth-remediator", "time": crate::audit::now(),
                     "ticket": ticket_id, "change": change})
