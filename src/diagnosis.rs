@@ -5,7 +5,7 @@
 //! follows scales with distinct principals, not with log lines.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
 use memchr::memmem;
@@ -669,12 +669,69 @@ struct Group {
     finding: Finding,
     first_ms: Option<i64>,
     last_ms: Option<i64>,
-    clients: BTreeSet<String>,
-    codes: BTreeSet<String>,
-    regions: BTreeSet<String>,
-    details: BTreeSet<String>,
-    errors: BTreeSet<String>,
-    streams: BTreeSet<String>,
+    clients: Capped,
+    codes: Capped,
+    regions: Capped,
+    details: Capped,
+    errors: Capped,
+    streams: Capped,
+    /// The group's key in [`Aggregator::index`] (merging finds groups by it).
+    key: String,
+}
+
+/// The first `cap` distinct values seen, in the order they came, so that two aggregators over
+/// consecutive parts of a batch merge into exactly what one aggregator would have kept.
+#[derive(Debug)]
+struct Capped {
+    cap: usize,
+    order: Vec<String>,
+    /// Only for large caps; small ones are searched linearly.
+    lookup: HashSet<String>,
+}
+
+impl Capped {
+    const LINEAR: usize = 16;
+
+    fn new(cap: usize) -> Self {
+        Capped {
+            cap,
+            order: Vec::new(),
+            lookup: HashSet::new(),
+        }
+    }
+
+    fn insert(&mut self, v: Option<&str>) {
+        let Some(v) = v else { return };
+        if self.order.len() >= self.cap {
+            return;
+        }
+        let present = if self.cap <= Self::LINEAR {
+            self.order.iter().any(|o| o == v)
+        } else {
+            self.lookup.contains(v)
+        };
+        if !present {
+            if self.cap > Self::LINEAR {
+                self.lookup.insert(v.to_string());
+            }
+            self.order.push(v.to_string());
+        }
+    }
+
+    fn absorb(&mut self, later: Capped) {
+        for v in later.order {
+            self.insert(Some(&v));
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn into_sorted(mut self) -> Vec<String> {
+        self.order.sort_unstable();
+        self.order
+    }
 }
 
 /// Groups a batch into findings; feed it lines, then call [`Aggregator::finish`].
@@ -770,6 +827,31 @@ impl<S: std::hash::BuildHasher> IdSet<S> {
         self.arena.push_str(id);
         self.ids.push((start, self.arena.len(), prev));
         true
+    }
+}
+
+impl<S> IdSet<S> {
+    /// True while every id arrived greater than the one before.
+    fn in_order(&self) -> bool {
+        !self.hashed
+    }
+
+    fn first(&self) -> Option<&str> {
+        self.ids.first().map(|&(a, b, _)| &self.arena[a..b])
+    }
+
+    fn last(&self) -> Option<&str> {
+        self.ids.last().map(|&(a, b, _)| &self.arena[a..b])
+    }
+
+    /// Appends the ids of a later, in-order set whose first id is greater than our last.
+    fn append(&mut self, later: &IdSet<S>) {
+        debug_assert!(self.in_order() && later.in_order());
+        for &(a, b, _) in &later.ids {
+            let start = self.arena.len();
+            self.arena.push_str(&later.arena[a..b]);
+            self.ids.push((start, self.arena.len(), None));
+        }
     }
 }
 
@@ -933,12 +1015,13 @@ impl Aggregator {
                     finding,
                     first_ms: None,
                     last_ms: None,
-                    clients: BTreeSet::new(),
-                    codes: BTreeSet::new(),
-                    regions: BTreeSet::new(),
-                    details: BTreeSet::new(),
-                    errors: BTreeSet::new(),
-                    streams: BTreeSet::new(),
+                    clients: Capped::new(MAX_CLIENTS * 50),
+                    codes: Capped::new(MAX_EVIDENCE),
+                    regions: Capped::new(MAX_EVIDENCE),
+                    details: Capped::new(MAX_EVIDENCE),
+                    errors: Capped::new(MAX_EVIDENCE),
+                    streams: Capped::new(MAX_EVIDENCE),
+                    key: self.key.clone(),
                 });
                 i
             }
@@ -952,17 +1035,82 @@ impl Aggregator {
         if let Some(c) = d.client {
             // Count distinct hosts, not ephemeral ports.
             let host = c.rsplit_once(':').map_or(c, |(h, _)| h);
-            if g.clients.len() < MAX_CLIENTS * 50 && !g.clients.contains(host) {
-                g.clients.insert(host.to_string());
-            }
+            g.clients.insert(Some(host));
         }
-        insert_capped(&mut g.codes, d.sts_error_code);
-        insert_capped(&mut g.regions, d.region);
-        insert_capped(&mut g.details, d.detail);
-        insert_capped(&mut g.errors, d.error.map(|e| truncate_str(e, 500)));
-        insert_capped(&mut g.streams, origin.log_stream.as_deref());
+        g.codes.insert(d.sts_error_code);
+        g.regions.insert(d.region);
+        g.details.insert(d.detail);
+        g.errors.insert(d.error.map(|e| truncate_str(e, 500)));
+        g.streams.insert(origin.log_stream.as_deref());
         if g.finding.samples.len() < MAX_SAMPLES {
             g.finding.samples.push(truncate(line, MAX_SAMPLE_CHARS));
+        }
+    }
+
+    /// True when `later`, fed the lines right after ours, can be merged by [`Aggregator::absorb`]
+    /// with the result one aggregator fed every line would give: both saw their event ids in
+    /// increasing order (as CloudWatch Logs delivers them) and ours all come before its, so no
+    /// redelivery crosses the two.
+    pub fn can_absorb(&self, later: &Aggregator) -> bool {
+        self.seen.in_order()
+            && later.seen.in_order()
+            && match (self.seen.last(), later.seen.first()) {
+                (Some(last), Some(first)) => last < first,
+                _ => true,
+            }
+    }
+
+    /// Merges an aggregator that was fed the lines right after ours (check
+    /// [`Aggregator::can_absorb`] first): lets a large batch be diagnosed on several threads.
+    pub fn absorb(&mut self, later: Aggregator) {
+        self.seen.append(&later.seen);
+        let st = &mut self.stats;
+        st.events += later.stats.events;
+        st.duplicates += later.stats.duplicates;
+        st.parsed += later.stats.parsed;
+        st.unparsed += later.stats.unparsed;
+        st.blank += later.stats.blank;
+        for u in later.stats.unparsed_samples {
+            if st.unparsed_samples.len() < MAX_UNPARSED_SAMPLES {
+                st.unparsed_samples.push(u);
+            }
+        }
+        for (mine, theirs) in self.outcome_counts.iter_mut().zip(later.outcome_counts) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.cause_counts.iter_mut().zip(later.cause_counts) {
+            *mine += theirs;
+        }
+        for (cluster, region) in later.cluster_regions {
+            self.cluster_regions.entry(cluster).or_insert(region);
+        }
+        for g in later.groups {
+            let Some(&i) = self.index.get(g.key.as_str()) else {
+                self.index.insert(g.key.clone(), self.groups.len());
+                self.groups.push(g);
+                continue;
+            };
+            let mine = &mut self.groups[i];
+            mine.finding.count += g.finding.count;
+            mine.first_ms = match (mine.first_ms, g.first_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            mine.last_ms = match (mine.last_ms, g.last_ms) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            mine.clients.absorb(g.clients);
+            mine.codes.absorb(g.codes);
+            mine.regions.absorb(g.regions);
+            mine.details.absorb(g.details);
+            mine.errors.absorb(g.errors);
+            mine.streams.absorb(g.streams);
+            for sample in g.finding.samples {
+                if mine.finding.samples.len() < MAX_SAMPLES {
+                    mine.finding.samples.push(sample);
+                }
+            }
         }
     }
 
@@ -987,9 +1135,11 @@ impl Aggregator {
             g.finding.first_seen = g.first_ms.map(timefmt::format_ms);
             g.finding.last_seen = g.last_ms.map(timefmt::format_ms);
             g.finding.distinct_clients = g.clients.len();
-            g.finding.clients = g.clients.into_iter().take(MAX_CLIENTS).collect();
-            g.finding.sts_error_codes = g.codes.into_iter().collect();
-            g.finding.sts_regions = g.regions.into_iter().collect();
+            let mut clients = g.clients.into_sorted();
+            clients.truncate(MAX_CLIENTS);
+            g.finding.clients = clients;
+            g.finding.sts_error_codes = g.codes.into_sorted();
+            g.finding.sts_regions = g.regions.into_sorted();
             if g.finding.region.is_none() {
                 g.finding.region = g
                     .finding
@@ -998,20 +1148,12 @@ impl Aggregator {
                     .cloned()
                     .or_else(|| self.cluster_regions.get(&g.finding.cluster).cloned());
             }
-            g.finding.details = g.details.into_iter().collect();
-            g.finding.errors = g.errors.into_iter().collect();
-            g.finding.log_streams = g.streams.into_iter().collect();
+            g.finding.details = g.details.into_sorted();
+            g.finding.errors = g.errors.into_sorted();
+            g.finding.log_streams = g.streams.into_sorted();
             out.push(g.finding);
         }
         (out, self.stats)
-    }
-}
-
-fn insert_capped(set: &mut BTreeSet<String>, v: Option<&str>) {
-    if let Some(v) = v {
-        if set.len() < MAX_EVIDENCE && !set.contains(v) {
-            set.insert(v.to_string());
-        }
     }
 }
 

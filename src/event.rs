@@ -58,14 +58,145 @@ pub enum MessageType {
     ControlMessage,
 }
 
-/// One log line with its CloudWatch id and timestamp when known.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogEvent {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default)]
+/// One log line with its CloudWatch id and timestamp when known, borrowed from its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LogEvent<'a> {
+    pub id: Option<&'a str>,
     pub timestamp: Option<i64>,
-    pub message: String,
+    pub message: &'a str,
+}
+
+/// A batch's log lines. Ids and messages live in one buffer: decoding a 10,000-line batch makes
+/// a handful of allocations, not two per line.
+#[derive(Clone, Default)]
+pub struct Events {
+    text: String,
+    spans: Vec<Span>,
+}
+
+/// Where one event's id and message sit in [`Events::text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    id: Option<(usize, usize)>,
+    timestamp: Option<i64>,
+    message: (usize, usize),
+}
+
+impl Events {
+    fn with_capacity(events: usize, bytes: usize) -> Self {
+        Events {
+            text: String::with_capacity(bytes),
+            spans: Vec::with_capacity(events),
+        }
+    }
+
+    /// Appends one event.
+    pub fn push(&mut self, id: Option<&str>, timestamp: Option<i64>, message: &str) {
+        let id = id.map(|id| self.append(id));
+        let message = self.append(message);
+        self.spans.push(Span {
+            id,
+            timestamp,
+            message,
+        });
+    }
+
+    fn append(&mut self, s: &str) -> (usize, usize) {
+        let start = self.text.len();
+        self.text.push_str(s);
+        (start, self.text.len())
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<LogEvent<'_>> {
+        self.spans.get(i).map(|s| self.event(s))
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = LogEvent<'_>> + Clone + '_ {
+        self.spans.iter().map(|s| self.event(s))
+    }
+
+    /// The events from `range` (for splitting a batch across threads).
+    pub fn slice(&self, range: std::ops::Range<usize>) -> impl Iterator<Item = LogEvent<'_>> + '_ {
+        self.spans[range].iter().map(|s| self.event(s))
+    }
+
+    fn event(&self, s: &Span) -> LogEvent<'_> {
+        LogEvent {
+            id: s.id.map(|(a, b)| &self.text[a..b]),
+            timestamp: s.timestamp,
+            message: &self.text[s.message.0..s.message.1],
+        }
+    }
+}
+
+/// Equal when they hold the same events, however the buffer is laid out.
+impl PartialEq for Events {
+    fn eq(&self, other: &Events) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Events {}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a Events {
+    type Item = LogEvent<'a>;
+    type IntoIter = Box<dyn Iterator<Item = LogEvent<'a>> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl Serialize for Events {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Events {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// One element of `logEvents` as serde_json reads it (the slow path).
+        #[derive(Deserialize)]
+        struct Owned {
+            #[serde(default)]
+            id: Option<String>,
+            #[serde(default)]
+            timestamp: Option<i64>,
+            message: String,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Events;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a sequence of log events")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Events, A::Error> {
+                let mut events = Events::default();
+                while let Some(e) = seq.next_element::<Owned>()? {
+                    events.push(e.id.as_deref(), e.timestamp, &e.message);
+                }
+                Ok(events)
+            }
+        }
+        d.deserialize_seq(Visitor)
+    }
 }
 
 /// A batch of lines from one log stream (or one manual event).
@@ -73,7 +204,7 @@ pub struct LogEvent {
 pub struct Batch {
     pub message_type: MessageType,
     pub origin: Origin,
-    pub events: Vec<LogEvent>,
+    pub events: Events,
 }
 
 /// A decoded invocation payload.
@@ -177,8 +308,7 @@ pub fn decode_value(value: &serde_json::Value, limits: &Limits) -> Result<Decode
             .and_then(|d| d.as_str())
             .ok_or_else(|| DecodeError::shape("awslogs", "missing string field 'data'"))?;
         let gz = b64(data, "awslogs.data base64", limits)?;
-        let json = gunzip(&gz, "awslogs.data gzip", limits)?;
-        let batch = parse_logs_json(&json, "awslogs.data JSON", region_hint, limits)?;
+        let (batch, _) = gunzip_logs(&gz, "awslogs.data", region_hint, limits)?;
         return Ok(Decoded {
             source: Source::Subscription,
             batches: vec![batch],
@@ -209,14 +339,10 @@ pub fn decode_value(value: &serde_json::Value, limits: &Limits) -> Result<Decode
                 max_decompressed_bytes: limits.max_decompressed_bytes.saturating_sub(total),
                 ..*limits
             };
-            let json = gunzip(&gz, &format!("Records[{i}].kinesis.data gzip"), &budget)?;
-            total += json.len();
-            batches.push(parse_logs_json(
-                &json,
-                &format!("Records[{i}].kinesis.data JSON"),
-                region,
-                limits,
-            )?);
+            let (batch, size) =
+                gunzip_logs(&gz, &format!("Records[{i}].kinesis.data"), region, &budget)?;
+            total += size;
+            batches.push(batch);
         }
         count_events(&batches, limits)?;
         return Ok(Decoded {
@@ -298,6 +424,169 @@ pub fn gunzip(gz: &[u8], layer: &str, limits: &Limits) -> Result<Vec<u8>, Decode
     Ok(out)
 }
 
+/// Payloads at least this large are gunzipped on a second thread while this one parses.
+const STREAM_MIN_GZ: usize = 32 << 10;
+/// Decompressed bytes handed over at a time.
+const STREAM_CHUNK: u64 = 64 << 10;
+
+/// Gunzips (bounded) and parses a logs payload; returns the batch and the decompressed size.
+/// With a second core and a large payload, decompression runs on its own thread and this one
+/// parses each chunk as it arrives, so the two overlap.
+fn gunzip_logs(
+    gz: &[u8],
+    layer: &str,
+    region: Option<String>,
+    limits: &Limits,
+) -> Result<(Batch, usize), DecodeError> {
+    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if !parallel || gz.len() < STREAM_MIN_GZ {
+        let json = gunzip(gz, &format!("{layer} gzip"), limits)?;
+        let batch = parse_logs_json(&json, &format!("{layer} JSON"), region, limits)?;
+        return Ok((batch, json.len()));
+    }
+    gunzip_logs_streamed(gz, layer, region, limits)
+}
+
+/// What the decompression thread hands over.
+enum Chunk {
+    Data(Vec<u8>),
+    End,
+    Failed(std::io::Error),
+    TooLarge,
+}
+
+fn gunzip_logs_streamed(
+    gz: &[u8],
+    layer: &str,
+    region: Option<String>,
+    limits: &Limits,
+) -> Result<(Batch, usize), DecodeError> {
+    let cap = limits.max_decompressed_bytes;
+    // gzip's trailer holds the size mod 2^32: only a capacity hint, never trusted past the cap.
+    let hint = gz
+        .len()
+        .checked_sub(4)
+        .and_then(|i| gz.get(i..))
+        .and_then(|t| t.try_into().ok())
+        .map_or(0, |t: [u8; 4]| u32::from_le_bytes(t) as usize)
+        .min(cap);
+    let gz_layer = || format!("{layer} gzip");
+    std::thread::scope(|scope| {
+        // A few chunks in flight at most: memory stays bounded when parsing falls behind.
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        scope.spawn(move || {
+            let mut reader = flate2::read::MultiGzDecoder::new(gz);
+            let mut total = 0usize;
+            loop {
+                let mut chunk = Vec::with_capacity(STREAM_CHUNK as usize);
+                let msg = match (&mut reader).take(STREAM_CHUNK).read_to_end(&mut chunk) {
+                    Ok(0) => Chunk::End,
+                    Ok(n) if total.saturating_add(n) > cap => Chunk::TooLarge,
+                    Ok(n) => {
+                        total += n;
+                        Chunk::Data(chunk)
+                    }
+                    Err(e) => Chunk::Failed(e),
+                };
+                let last = !matches!(msg, Chunk::Data(_));
+                if tx.send(msg).is_err() || last {
+                    return;
+                }
+            }
+        });
+        let mut text = String::with_capacity(hint);
+        // The first bytes of a UTF-8 character cut by a chunk boundary.
+        let mut tail: Vec<u8> = Vec::new();
+        // Everything received, once the fast path gave up: serde_json parses it at the end.
+        let mut raw: Option<Vec<u8>> = None;
+        let mut resume = fast_logs::Resume::with_capacity(hint);
+        loop {
+            let chunk = match rx.recv() {
+                Ok(Chunk::Data(chunk)) => chunk,
+                Ok(Chunk::End) => break,
+                Ok(Chunk::Failed(source)) => {
+                    return Err(DecodeError::Gzip {
+                        layer: gz_layer(),
+                        source,
+                    })
+                }
+                Ok(Chunk::TooLarge) => {
+                    return Err(DecodeError::DecompressedTooLarge {
+                        layer: gz_layer(),
+                        limit: cap,
+                    })
+                }
+                Err(_) => {
+                    return Err(DecodeError::Gzip {
+                        layer: gz_layer(),
+                        source: std::io::Error::other("decompression thread stopped"),
+                    })
+                }
+            };
+            if let Some(raw) = &mut raw {
+                raw.extend_from_slice(&chunk);
+                continue;
+            }
+            if !append_text(&mut text, &mut tail, &chunk) {
+                let mut all = std::mem::take(&mut text).into_bytes();
+                all.extend_from_slice(&tail);
+                all.extend_from_slice(&chunk);
+                raw = Some(all);
+                continue;
+            }
+            // Parses the events that arrived complete; the rest waits for the next chunk.
+            let _ = fast_logs::parse_partial(&text, &mut resume, false);
+        }
+        let json_layer = format!("{layer} JSON");
+        let raw = match raw {
+            Some(raw) => raw,
+            None if tail.is_empty() => match fast_logs::parse_partial(&text, &mut resume, true) {
+                fast_logs::Partial::Done(logs) => {
+                    return Ok((batch_from_raw(logs, region, limits)?, text.len()))
+                }
+                _ => text.into_bytes(),
+            },
+            None => {
+                let mut all = text.into_bytes();
+                all.extend_from_slice(&tail);
+                all
+            }
+        };
+        let logs = serde_json::from_slice(&raw).map_err(|source| DecodeError::Json {
+            layer: json_layer,
+            source,
+        })?;
+        Ok((batch_from_raw(logs, region, limits)?, raw.len()))
+    })
+}
+
+/// Appends a chunk to the text the fast path parses; false when the chunk holds what the fast
+/// path does not take (a control character, invalid UTF-8), leaving `text` and `tail` unchanged.
+fn append_text(text: &mut String, tail: &mut Vec<u8>, chunk: &[u8]) -> bool {
+    if chunk.iter().copied().min().is_some_and(|b| b < 0x20) {
+        return false;
+    }
+    let joined;
+    let bytes = if tail.is_empty() {
+        chunk
+    } else {
+        joined = [tail.as_slice(), chunk].concat();
+        &joined
+    };
+    let (valid, rest) = match std::str::from_utf8(bytes) {
+        Ok(s) => (s, &[][..]),
+        // A character cut at the end of the chunk: keep its first bytes for the next one.
+        Err(e) if e.error_len().is_none() => match std::str::from_utf8(&bytes[..e.valid_up_to()]) {
+            Ok(s) => (s, &bytes[e.valid_up_to()..]),
+            Err(_) => return false,
+        },
+        Err(_) => return false,
+    };
+    text.push_str(valid);
+    *tail = rest.to_vec();
+    true
+}
+
 /// The subscription JSON: `{messageType, owner, logGroup, logStream, subscriptionFilters, logEvents}`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -307,7 +596,7 @@ struct RawLogs {
     log_group: Option<String>,
     log_stream: Option<String>,
     #[serde(default)]
-    log_events: Vec<LogEvent>,
+    log_events: Events,
     /// Not part of the AWS shape: lets a pasted decoded event carry its region.
     region: Option<String>,
 }
@@ -375,7 +664,7 @@ fn batch_from_raw(
 mod fast_logs {
     use std::borrow::Cow;
 
-    use super::{LogEvent, MessageType, RawLogs};
+    use super::{Events, MessageType, RawLogs, Span};
 
     pub(super) fn parse(json: &[u8]) -> Option<RawLogs> {
         // Compact JSON holds no byte below 0x20; with none, every string is free of raw control
@@ -384,19 +673,68 @@ mod fast_logs {
             return None;
         }
         let text = std::str::from_utf8(json).ok()?;
+        match parse_partial(text, &mut Resume::default(), true) {
+            Partial::Done(raw) => Some(raw),
+            Partial::NeedMore | Partial::Fail => None,
+        }
+    }
+
+    /// Where a parse of a growing prefix of the JSON got to: the events parsed so far and where
+    /// the next one starts, so that each event is parsed once however often the parse resumes.
+    #[derive(Default)]
+    pub(super) struct Resume {
+        events: Events,
+        /// Where the next element of `logEvents` starts.
+        next: Option<usize>,
+        /// Just after the `]` that closes `logEvents`.
+        end: Option<usize>,
+    }
+
+    impl Resume {
+        pub(super) fn with_capacity(bytes: usize) -> Self {
+            Resume {
+                events: Events::with_capacity(bytes / 256, bytes),
+                ..Resume::default()
+            }
+        }
+    }
+
+    pub(super) enum Partial {
+        Done(RawLogs),
+        /// The text ends before the JSON does (or may still grow): call again with more.
+        NeedMore,
+        /// Not something the fast path takes: leave it to serde_json.
+        Fail,
+    }
+
+    /// Parses `text`, a prefix of the JSON that is the whole of it when `complete`.
+    pub(super) fn parse_partial(text: &str, resume: &mut Resume, complete: bool) -> Partial {
         let mut p = Parser {
             s: text,
             i: 0,
             scratch: String::new(),
+            resume: std::mem::take(resume),
         };
-        let raw = p.logs()?;
+        let raw = p.logs();
         p.ws();
-        (p.i == text.len()).then_some(raw)
+        let at_end = p.i == text.len();
+        *resume = std::mem::take(&mut p.resume);
+        match raw {
+            Some(raw) if complete && at_end => Partial::Done(raw),
+            _ if complete => Partial::Fail,
+            Some(raw) => {
+                // Parsed to the end but more may come: keep the events for the next attempt.
+                resume.events = raw.log_events;
+                Partial::NeedMore
+            }
+            None => Partial::NeedMore,
+        }
     }
 
     struct Parser<'a> {
         s: &'a str,
         i: usize,
+        resume: Resume,
         /// Where escaped strings are decoded before being copied out at their exact size.
         scratch: String,
     }
@@ -452,6 +790,14 @@ mod fast_logs {
         /// A string with the escapes JSON allows, surrogates excepted.
         fn string(&mut self) -> Option<String> {
             self.str().map(Cow::into_owned)
+        }
+
+        /// A string decoded onto the end of `out`; returns where it sits there.
+        fn string_into(&mut self, out: &mut String) -> Option<(usize, usize)> {
+            self.eat(b'"')?;
+            let start = out.len();
+            self.escaped(out)?;
+            Some((start, out.len()))
         }
 
         /// A string, borrowed from the input when it holds no escape (object keys, mostly).
@@ -600,7 +946,10 @@ mod fast_logs {
                 owner: owner.flatten(),
                 log_group: log_group.flatten(),
                 log_stream: log_stream.flatten(),
-                log_events: log_events.unwrap_or_default(),
+                log_events: match log_events {
+                    Some(()) => std::mem::take(&mut self.resume.events),
+                    None => Events::default(),
+                },
                 region: region.flatten(),
             })
         }
@@ -618,22 +967,57 @@ mod fast_logs {
             Some(())
         }
 
-        fn events(&mut self) -> Option<Vec<LogEvent>> {
-            self.eat(b'[')?;
-            // CloudWatch events are a few hundred bytes: size the Vec once.
-            let mut events = Vec::with_capacity((self.s.len() - self.i) / 256);
-            if !self.empty(b']') {
-                loop {
-                    events.push(self.event()?);
-                    if !self.more(b']')? {
-                        break;
+        /// `logEvents`, resumed where an earlier parse of a shorter prefix stopped.
+        fn events(&mut self) -> Option<()> {
+            if let Some(end) = self.resume.end {
+                self.i = end;
+                return Some(());
+            }
+            if let Some(next) = self.resume.next {
+                self.i = next;
+            } else {
+                self.eat(b'[')?;
+                if self.empty(b']') {
+                    self.resume.end = Some(self.i);
+                    return Some(());
+                }
+                self.resume.next = Some(self.i);
+                if self.resume.events.spans.capacity() == 0 {
+                    // CloudWatch events are a few hundred bytes: size the buffers once.
+                    // Decoded strings are never longer than their JSON form.
+                    let rest = self.s.len() - self.i;
+                    self.resume.events = Events::with_capacity(rest / 256, rest);
+                }
+            }
+            let mut events = std::mem::take(&mut self.resume.events);
+            let done = self.event_list(&mut events);
+            self.resume.events = events;
+            done
+        }
+
+        /// Elements up to the closing `]`; an element counts only once the `,` or `]` after it
+        /// has been read, so a prefix that ends inside one leaves it for the next attempt.
+        fn event_list(&mut self, events: &mut Events) -> Option<()> {
+            loop {
+                let mark = (events.spans.len(), events.text.len());
+                let next = self.event(events).and_then(|()| self.more(b']'));
+                match next {
+                    Some(true) => self.resume.next = Some(self.i),
+                    Some(false) => {
+                        self.resume.end = Some(self.i);
+                        return Some(());
+                    }
+                    None => {
+                        events.spans.truncate(mark.0);
+                        events.text.truncate(mark.1);
+                        return None;
                     }
                 }
             }
-            Some(events)
         }
 
-        fn event(&mut self) -> Option<LogEvent> {
+        /// One event, its strings decoded straight into the batch's buffer.
+        fn event(&mut self, events: &mut Events) -> Option<()> {
             self.eat(b'{')?;
             let mut id = None;
             let mut timestamp = None;
@@ -643,9 +1027,19 @@ mod fast_logs {
                     let key = self.str()?;
                     self.eat(b':')?;
                     match key.as_ref() {
-                        "id" => Self::once(&mut id, self.opt_string()?)?,
+                        "id" => {
+                            let v = if self.null() {
+                                None
+                            } else {
+                                Some(self.string_into(&mut events.text)?)
+                            };
+                            Self::once(&mut id, v)?;
+                        }
                         "timestamp" => Self::once(&mut timestamp, self.opt_i64()?)?,
-                        "message" => Self::once(&mut message, self.string()?)?,
+                        "message" => {
+                            let v = self.string_into(&mut events.text)?;
+                            Self::once(&mut message, v)?;
+                        }
                         _ => return None,
                     }
                     if !self.more(b'}')? {
@@ -653,11 +1047,12 @@ mod fast_logs {
                     }
                 }
             }
-            Some(LogEvent {
+            events.spans.push(Span {
                 id: id.flatten(),
                 timestamp: timestamp.flatten(),
                 message: message?,
-            })
+            });
+            Some(())
         }
     }
 }
@@ -685,14 +1080,10 @@ fn manual(value: &serde_json::Value, limits: &Limits) -> Result<Batch, DecodeErr
         joined.push('\n');
         joined.push_str(t);
     }
-    let events: Vec<LogEvent> = crate::authlog::split_paste(&joined)
-        .into_iter()
-        .map(|l| LogEvent {
-            id: None,
-            timestamp: None,
-            message: l.into_owned(),
-        })
-        .collect();
+    let mut events = Events::default();
+    for line in crate::authlog::split_paste(&joined) {
+        events.push(None, None, &line);
+    }
     if events.len() > limits.max_events {
         return Err(DecodeError::TooManyEvents {
             count: events.len(),
@@ -750,7 +1141,7 @@ mod tests {
         let b = &d.batches[0];
         assert_eq!(b.origin.cluster.as_deref(), Some("prod"));
         assert_eq!(b.origin.account.as_deref(), Some("111122223333"));
-        assert_eq!(b.events[0].message, "msg=hi");
+        assert_eq!(b.events.get(0).unwrap().message, "msg=hi");
         // unpadded base64 is accepted too
         let unpadded =
             base64::engine::general_purpose::STANDARD_NO_PAD.encode(gz(logs_json().as_bytes()));
@@ -943,6 +1334,77 @@ mod tests {
             let object = format!("{{\"logEvents\":[{{{json}}}]}}");
             fast_agrees(&object);
         }
+    }
+
+    /// The streamed decode (gunzip on a second thread, parse as chunks arrive) answers exactly
+    /// as gunzip-then-parse does: same batch, or an error naming the same layer.
+    fn streamed_agrees(json: &[u8], limits: &Limits) {
+        let gz = gz(json);
+        let whole = gunzip(&gz, "p gzip", limits)
+            .and_then(|j| parse_logs_json(&j, "p JSON", None, limits).map(|b| (b, j.len())));
+        let streamed = gunzip_logs_streamed(&gz, "p", None, limits);
+        match (whole, streamed) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(
+                crate::handler::format_chain(&a),
+                crate::handler::format_chain(&b)
+            ),
+            (a, b) => panic!("whole {a:?} vs streamed {b:?}"),
+        }
+    }
+
+    #[test]
+    fn streamed_decode_matches_whole() {
+        let (ev, _) = crate::benchdata::subscription_event(2_000);
+        let data = ev["awslogs"]["data"].as_str().unwrap();
+        let gzipped = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap();
+        let json = gunzip(&gzipped, "x", &Limits::default()).unwrap();
+        let limits = Limits::default();
+        streamed_agrees(&json, &limits);
+        // Multi-byte characters cut by every chunk boundary, escapes and \u sequences.
+        let msg = "é€😀 \"q\" \\u00e9 ".repeat(4_000);
+        let logs = format!(
+            r#"{{"messageType":"DATA_MESSAGE","logGroup":"/aws/eks/p/cluster","logEvents":[{{"id":"1","timestamp":1,"message":"{msg}"}},{{"id":"2","message":"{msg}"}}]}}"#
+        );
+        streamed_agrees(logs.as_bytes(), &limits);
+        // What the fast path leaves to serde_json: pretty-printed, invalid, truncated, trailing.
+        let pretty =
+            serde_json::to_vec_pretty(&serde_json::from_slice::<serde_json::Value>(&json).unwrap())
+                .unwrap();
+        streamed_agrees(&pretty, &limits);
+        let mut broken = json.clone();
+        let at = broken.len() / 2;
+        broken[at] = b'\xff';
+        streamed_agrees(&broken, &limits);
+        streamed_agrees(&json[..json.len() - 3], &limits);
+        let mut trailing = json.clone();
+        trailing.extend_from_slice(b" x");
+        streamed_agrees(&trailing, &limits);
+        // Caps: too large to decompress, too many events.
+        let small = Limits {
+            max_decompressed_bytes: json.len() - 1,
+            ..limits
+        };
+        streamed_agrees(&json, &small);
+        let exact = Limits {
+            max_decompressed_bytes: json.len(),
+            ..limits
+        };
+        streamed_agrees(&json, &exact);
+        let few = Limits {
+            max_events: 10,
+            ..limits
+        };
+        streamed_agrees(&json, &few);
+        // A corrupt gzip stream.
+        let mut bad = gz(&json);
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x55;
+        let whole = gunzip(&bad, "p gzip", &limits).map(|_| ());
+        let streamed = gunzip_logs_streamed(&bad, "p", None, &limits).map(|_| ());
+        assert_eq!(whole.is_err(), streamed.is_err());
     }
 
     #[test]

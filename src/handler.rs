@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::audit;
-use crate::diagnosis::{Aggregator, Finding, Stats};
+use crate::diagnosis::{Aggregator, Finding, Origin, Stats};
 use crate::event::{self, DecodeError, Decoded, Limits, Source};
 use crate::facts::{self, Facts, FactsProvider, Refinement};
 use crate::plan::{self, Action, ActionStatus};
@@ -231,22 +231,91 @@ pub async fn handle_bytes<E: FactsProvider + Remediator>(
     Ok(handle_decoded(&decoded, deps).await)
 }
 
-/// Groups a decoded event into findings (pure).
+/// Batches at least this large are diagnosed on up to [`MAX_THREADS`] threads when the machine
+/// has the cores (a Lambda function with 1,769 MB or more has two vCPUs).
+pub const PARALLEL_MIN_EVENTS: usize = 2_000;
+pub const MAX_THREADS: usize = 4;
+
+/// Groups a decoded event into findings (pure). Large batches are split into consecutive parts
+/// diagnosed on their own threads and merged; the result is exactly the single-threaded one.
 pub fn diagnose_decoded(decoded: &Decoded, config: &Config) -> (Vec<Finding>, Stats) {
-    let mut agg = Aggregator::new();
-    for batch in &decoded.batches {
-        if batch.message_type == event::MessageType::ControlMessage {
-            continue;
+    let total: usize = decoded.batches.iter().map(|b| b.events.len()).sum();
+    let threads = if total >= PARALLEL_MIN_EVENTS {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+    } else {
+        1
+    };
+    diagnose_with(decoded, config, threads)
+}
+
+/// [`diagnose_decoded`] split into `threads` parts (one part per thread).
+pub fn diagnose_with(decoded: &Decoded, config: &Config, threads: usize) -> (Vec<Finding>, Stats) {
+    let batches: Vec<(Origin, &event::Events)> = decoded
+        .batches
+        .iter()
+        .filter(|b| b.message_type != event::MessageType::ControlMessage)
+        .map(|b| {
+            let mut origin = b.origin.clone();
+            if origin.region.is_none() {
+                origin.region.clone_from(&config.region);
+            }
+            (origin, &b.events)
+        })
+        .collect();
+    let total: usize = batches.iter().map(|(_, e)| e.len()).sum();
+    let threads = threads.clamp(1, total.max(1));
+    if threads > 1 {
+        let bounds: Vec<usize> = (0..=threads).map(|i| total * i / threads).collect();
+        let mut parts = std::thread::scope(|s| {
+            let handles: Vec<_> = bounds[1..]
+                .windows(2)
+                .map(|w| {
+                    let (from, to) = (w[0], w[1]);
+                    let batches = &batches;
+                    s.spawn(move || aggregate(batches, from, to))
+                })
+                .collect();
+            let mut parts = vec![aggregate(&batches, 0, bounds[1])];
+            parts.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            );
+            parts
+        })
+        .into_iter();
+        if let Some(mut first) = parts.next() {
+            let mut merged = true;
+            for part in parts {
+                if !first.can_absorb(&part) {
+                    merged = false;
+                    break;
+                }
+                first.absorb(part);
+            }
+            if merged {
+                return first.finish();
+            }
         }
-        let mut origin = batch.origin.clone();
-        if origin.region.is_none() {
-            origin.region.clone_from(&config.region);
-        }
-        for ev in &batch.events {
-            agg.add(&origin, ev.id.as_deref(), ev.timestamp, &ev.message);
-        }
+        // Ids out of order (a redelivery crossing parts): one pass over everything.
     }
-    agg.finish()
+    aggregate(&batches, 0, total).finish()
+}
+
+/// Feeds events `from..to` of the concatenated batches into a new aggregator.
+fn aggregate(batches: &[(Origin, &event::Events)], from: usize, to: usize) -> Aggregator {
+    let mut agg = Aggregator::new();
+    let mut offset = 0;
+    for (origin, events) in batches {
+        let (start, end) = (from.max(offset), to.min(offset + events.len()));
+        if start < end {
+            for ev in events.slice(start - offset..end - offset) {
+                agg.add(origin, ev.id, ev.timestamp, ev.message);
+            }
+        }
+        offset += events.len();
+    }
+    agg
 }
 
 fn audit_result(status: ActionStatus) -> &'static str {
@@ -401,6 +470,52 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// Splitting a batch across threads gives exactly the single-threaded result, also when
+    /// redeliveries cross the parts (the merge is refused and one pass runs instead).
+    #[test]
+    fn parallel_diagnosis_equals_sequential() {
+        let config = Config::default();
+        let (ev, _) = crate::benchdata::subscription_event(3_000);
+        let decoded = event::decode_value(&ev, &config.limits).unwrap();
+        let one = diagnose_with(&decoded, &config, 1);
+        assert_eq!(one.1.parsed, 3_000);
+        for threads in [2, 3, 4, 7] {
+            assert_eq!(
+                diagnose_with(&decoded, &config, threads),
+                one,
+                "{threads} threads"
+            );
+        }
+        assert_eq!(diagnose_decoded(&decoded, &config), one);
+
+        // The same lines delivered twice, as two Kinesis records: every id repeats in the
+        // second half, so the parts cannot be merged; counts stay those of one delivery.
+        let mut twice = decoded.clone();
+        twice.batches.push(decoded.batches[0].clone());
+        let seq = diagnose_with(&twice, &config, 1);
+        assert_eq!(seq.1.duplicates, 3_000);
+        assert_eq!(seq.0, one.0);
+        for threads in [2, 3] {
+            assert_eq!(
+                diagnose_with(&twice, &config, threads),
+                seq,
+                "{threads} threads"
+            );
+        }
+
+        // Lines without ids (manual events) and a region from the configuration.
+        let lines: Vec<String> = crate::benchdata::realistic_lines(2_500);
+        let manual = serde_json::json!({"cluster": "prod", "lines": lines});
+        let decoded = event::decode_value(&manual, &config.limits).unwrap();
+        let config = Config {
+            region: Some("eu-west-1".into()),
+            ..Config::default()
+        };
+        let one = diagnose_with(&decoded, &config, 1);
+        assert_eq!(diagnose_with(&decoded, &config, 2), one);
+        assert!(one.0.iter().all(|f| f.region.is_some()));
+    }
 
     #[test]
     fn config_from_env_rejects_garbage() {
