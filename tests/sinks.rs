@@ -922,3 +922,128 @@ async fn webhook_over_https_with_a_private_ca() {
     assert!(matches!(err, SinkError::Transport { .. }), "{err}");
     assert_eq!(hook.hits().len(), 1);
 }
+
+/// `secret_arn`: the key is read from Secrets Manager on the first delivery and cached for the
+/// container's life (a later change of the secret is not seen until a new container starts).
+#[tokio::test]
+async fn webhook_secret_from_secrets_manager_is_read_once() {
+    let hook = Hook::start(&[200], false).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&sdk());
+    let arn = sm
+        .create_secret()
+        .name(support::unique("hook-key"))
+        .secret_string("from-secrets-manager")
+        .send()
+        .await
+        .expect("CreateSecret")
+        .arn
+        .expect("ARN");
+    let policy = policy_with_tickets(&format!(
+        "  sinks:\n    webhook: {{url: \"{}\", secret_arn: \"{arn}\"}}\n",
+        hook.url
+    ));
+    let d = deps(Delivery::Enabled(
+        Dispatcher::from_policy(&sdk(), policy.tickets(), None).expect("sinks"),
+    ));
+    invoke(&d, &event(&support::unique("frank"), &["f1"]))
+        .await
+        .expect("delivered");
+    sm.put_secret_value()
+        .secret_id(&arn)
+        .secret_string("rotated")
+        .send()
+        .await
+        .expect("PutSecretValue");
+    invoke(&d, &event(&support::unique("grace"), &["g1"]))
+        .await
+        .expect("delivered");
+    let hits = hook.hits();
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|h| verify("from-secrets-manager", h)));
+
+    // An unreadable secret is a sink failure (retryable), not a lost ticket.
+    let policy = policy_with_tickets(&format!(
+        "  sinks:\n    webhook: {{url: \"{}\", secret_arn: \"arn:aws:secretsmanager:{}:{}:secret:missing-AbCdEf\"}}\n",
+        hook.url,
+        support::REGION,
+        support::ACCOUNT
+    ));
+    let d = deps(Delivery::Enabled(
+        Dispatcher::from_policy(&sdk(), policy.tickets(), None).expect("sinks"),
+    ));
+    let err = invoke(&d, &event(&support::unique("heidi"), &["h1"]))
+        .await
+        .expect_err("no such secret");
+    assert!(
+        err.to_string().contains("secretsmanager:GetSecretValue"),
+        "{err}"
+    );
+    assert_eq!(hook.hits().len(), 2);
+}
+
+/// `eks-auth invoke` builds the sinks from the policy: a failing webhook prints the response (with
+/// the ticket) and exits 2 naming the sink; `--offline` and `plan` deliver nothing.
+#[tokio::test]
+async fn the_cli_delivers_and_reports_failures() {
+    let hook = Hook::start(&[503], false).await;
+    let dir = support::scratch("sinks-cli");
+    let policy = support::write(
+        &dir,
+        "policy.yaml",
+        &format!(
+            "clusters: [prod]\nrules: []\ntickets:\n  sinks:\n    webhook: {{url: \"{}\", retries: 0}}\n",
+            hook.url
+        ),
+    );
+    let ev = support::write(
+        &dir,
+        "event.json",
+        &event(&support::unique("ivan"), &["i1"]).to_string(),
+    );
+    let run = move |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([ev.to_str().unwrap(), "--policy", policy.to_str().unwrap()]);
+        std::process::Command::new(env!("CARGO_BIN_EXE_eks-auth"))
+            .args(&all)
+            .env("AWS_ENDPOINT_URL", &support::moto().endpoint)
+            .env("AWS_REGION", support::REGION)
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            )
+            .env_remove("EKS_AUTH_SUPPRESSION_TABLE")
+            .env_remove("EKS_AUTH_OFFLINE")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["invoke", "--offline"]);
+    assert!(out.status.success());
+    let resp: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resp["delivery"]["enabled"], false);
+    let out = run(&["plan"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        hook.hits().is_empty(),
+        "neither --offline nor plan delivers"
+    );
+
+    let out = tokio::task::spawn_blocking(move || run(&["invoke"]))
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ticket delivery failed: webhook for EAR-"),
+        "{stderr}"
+    );
+    let resp: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(resp["tickets"].as_array().unwrap().len(), 1);
+    assert_eq!(resp["delivery"]["sinks"][0]["status"], "failed");
+    assert_eq!(resp["delivery"]["suppression"], "invocation");
+    assert_eq!(hook.hits().len(), 1);
+}
