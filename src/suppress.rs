@@ -85,6 +85,14 @@ pub enum Write {
     },
 }
 
+/// What a delivery does to a ticket: the verdict, the write it needs and the state after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub write: Write,
+    pub after: TicketState,
+}
+
 /// Decides (pure) what a delivery of `count` occurrences with `digest` does to a ticket.
 pub fn decide(
     existing: Option<&TicketState>,
@@ -92,39 +100,56 @@ pub fn decide(
     count: u64,
     now: i64,
     window: Duration,
-) -> (Verdict, Write) {
+) -> Decision {
     let live = existing.filter(|s| s.expires_at > now);
     match live {
-        None => (
-            Verdict::Opened,
-            Write::Open {
-                state: TicketState {
-                    opened_at: now,
-                    expires_at: now.saturating_add(window.as_secs() as i64),
-                    occurrences: count,
-                    opened_by: digest.to_string(),
-                    deliveries: vec![digest.to_string()],
-                    delivered: BTreeSet::new(),
-                    version: existing.map_or(0, |s| s.version + 1),
+        None => {
+            let state = TicketState {
+                opened_at: now,
+                expires_at: now.saturating_add(window.as_secs() as i64),
+                occurrences: count,
+                opened_by: digest.to_string(),
+                deliveries: vec![digest.to_string()],
+                delivered: BTreeSet::new(),
+                version: existing.map_or(0, |s| s.version + 1),
+            };
+            Decision {
+                verdict: Verdict::Opened,
+                write: Write::Open {
+                    state: state.clone(),
+                    replacing: existing.map(|s| s.version),
                 },
-                replacing: existing.map(|s| s.version),
-            },
-        ),
-        Some(s) if s.opened_by == digest => (Verdict::Reopened, Write::Nothing),
-        Some(s) if s.deliveries.iter().any(|d| d == digest) => (Verdict::Duplicate, Write::Nothing),
+                after: state,
+            }
+        }
+        Some(s) if s.opened_by == digest => Decision {
+            verdict: Verdict::Reopened,
+            write: Write::Nothing,
+            after: s.clone(),
+        },
+        Some(s) if s.deliveries.iter().any(|d| d == digest) => Decision {
+            verdict: Verdict::Duplicate,
+            write: Write::Nothing,
+            after: s.clone(),
+        },
         Some(s) => {
             let mut deliveries = s.deliveries.clone();
             deliveries.push(digest.to_string());
             let excess = deliveries.len().saturating_sub(MAX_DELIVERIES);
             deliveries.drain(..excess);
-            (
-                Verdict::Suppressed,
-                Write::Count {
+            let mut after = s.clone();
+            after.occurrences += count;
+            after.deliveries.clone_from(&deliveries);
+            after.version += 1;
+            Decision {
+                verdict: Verdict::Suppressed,
+                write: Write::Count {
                     expect_version: s.version,
                     add: count,
                     deliveries,
                 },
-            )
+                after,
+            }
         }
     }
 }
@@ -215,34 +240,12 @@ pub async fn record(
     let key = pk(ticket_id);
     for _ in 0..MAX_ROUNDS {
         let existing = store.get(&key).await?;
-        let (verdict, write) = decide(existing.as_ref(), digest, count, now, window);
-        let after = match (&write, existing) {
-            (Write::Nothing, Some(s)) => return Ok((verdict, s)),
-            (Write::Nothing, None) => unreachable_state(),
-            (Write::Open { state, .. }, _) => state.clone(),
-            (
-                Write::Count {
-                    add, deliveries, ..
-                },
-                Some(mut s),
-            ) => {
-                s.occurrences += add;
-                s.deliveries.clone_from(deliveries);
-                s.version += 1;
-                s
-            }
-            (Write::Count { .. }, None) => unreachable_state(),
-        };
-        if store.write(&key, ticket_id, &write).await? {
-            return Ok((verdict, after));
+        let d = decide(existing.as_ref(), digest, count, now, window);
+        if store.write(&key, ticket_id, &d.write).await? {
+            return Ok((d.verdict, d.after));
         }
     }
     Err(StoreError::Contended { pk: key })
-}
-
-/// `decide` only returns `Nothing`/`Count` for an existing item.
-fn unreachable_state() -> ! {
-    unreachable!("decide returned a write for an existing item without one")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,24 +528,26 @@ mod tests {
 
     #[test]
     fn first_delivery_opens_then_others_count_and_retries_do_not() {
-        let (v, w) = decide(None, "a", 3, 1000, H);
-        assert_eq!(v, Verdict::Opened);
-        let Write::Open { state, replacing } = w else {
-            panic!("{w:?}")
+        let d = decide(None, "a", 3, 1000, H);
+        assert_eq!(d.verdict, Verdict::Opened);
+        let Write::Open { state, replacing } = d.write else {
+            panic!("{:?}", d.write)
         };
         assert_eq!(replacing, None);
         assert_eq!((state.expires_at, state.occurrences), (4600, 3));
-        let (v, _) = decide(Some(&state), "a", 3, 1001, H);
-        assert_eq!(v, Verdict::Reopened);
-        let (v, w) = decide(Some(&state), "b", 2, 1002, H);
-        assert_eq!(v, Verdict::Suppressed);
+        let d = decide(Some(&state), "a", 3, 1001, H);
+        assert_eq!((d.verdict, &d.write), (Verdict::Reopened, &Write::Nothing));
+        let d = decide(Some(&state), "b", 2, 1002, H);
+        assert_eq!(d.verdict, Verdict::Suppressed);
+        assert_eq!((d.after.occurrences, d.after.version), (5, 1));
+        let w = d.write;
         assert!(
             matches!(w, Write::Count { expect_version: 0, add: 2, ref deliveries } if deliveries == &["a", "b"])
         );
         let mut counted = state.clone();
         counted.deliveries.push("b".into());
         assert_eq!(
-            decide(Some(&counted), "b", 2, 1003, H).0,
+            decide(Some(&counted), "b", 2, 1003, H).verdict,
             Verdict::Duplicate
         );
     }
@@ -557,8 +562,9 @@ mod tests {
             opened_by: "a".into(),
             ..Default::default()
         };
-        let (v, w) = decide(Some(&old), "a", 1, 3600, H);
-        assert_eq!(v, Verdict::Opened);
+        let d = decide(Some(&old), "a", 1, 3600, H);
+        assert_eq!(d.verdict, Verdict::Opened);
+        let w = d.write;
         assert!(matches!(w, Write::Open { replacing: Some(7), ref state } if state.version == 8));
     }
 
@@ -570,8 +576,8 @@ mod tests {
             deliveries: (0..MAX_DELIVERIES).map(|i| i.to_string()).collect(),
             ..Default::default()
         };
-        let (_, w) = decide(Some(&st), "new", 1, 0, H);
-        let Write::Count { deliveries, .. } = w else {
+        let d = decide(Some(&st), "new", 1, 0, H);
+        let Write::Count { deliveries, .. } = d.write else {
             panic!()
         };
         assert_eq!(deliveries.len(), MAX_DELIVERIES);

@@ -20,6 +20,7 @@ use eks_auth_remediator::policy::Policy;
 use eks_auth_remediator::sinks::webhook::{self, Secret, WebhookSink};
 use eks_auth_remediator::sinks::{
     eventbridge, sns, Delivery, Dispatcher, Outgoing, Sink, SinkError, SinkStatus, Suppression,
+    TicketStatus,
 };
 use eks_auth_remediator::suppress::{self, DynamoStore, Store};
 use hmac::{Hmac, Mac};
@@ -519,7 +520,7 @@ async fn each_sink_gets_the_ticket_once_and_later_batches_are_counted() {
     );
     assert_eq!(del.table.as_deref(), Some(table.as_str()));
     assert_eq!((del.opened, del.suppressed, del.sink_failures), (1, 0, 0));
-    assert_eq!(del.tickets[0].status, "opened");
+    assert_eq!(del.tickets[0].status, TicketStatus::Opened);
     assert_eq!(del.tickets[0].occurrences, 2);
     assert!(
         del.sinks.iter().all(|s| s.status == SinkStatus::Delivered),
@@ -574,7 +575,7 @@ async fn each_sink_gets_the_ticket_once_and_later_batches_are_counted() {
         .await
         .expect("ok");
     assert_eq!((second.delivery.opened, second.delivery.suppressed), (0, 1));
-    assert_eq!(second.delivery.tickets[0].status, "suppressed");
+    assert_eq!(second.delivery.tickets[0].status, TicketStatus::Suppressed);
     assert_eq!(second.delivery.tickets[0].occurrences, 5);
     assert!(second.delivery.sinks.is_empty());
     assert_eq!(second.tickets.len(), 1, "the response still has the ticket");
@@ -584,11 +585,11 @@ async fn each_sink_gets_the_ticket_once_and_later_batches_are_counted() {
     let again = invoke(&d, &event(&user, &["e3", "e4", "e5"]))
         .await
         .expect("ok");
-    assert_eq!(again.delivery.tickets[0].status, "duplicate");
+    assert_eq!(again.delivery.tickets[0].status, TicketStatus::Duplicate);
     assert_eq!(num(&item(&table, &ticket.id).await, "occurrences"), 5);
     // ... and neither is the first one.
     let again = invoke(&d, &event(&user, &["e1", "e2"])).await.expect("ok");
-    assert_eq!(again.delivery.tickets[0].status, "reopened");
+    assert_eq!(again.delivery.tickets[0].status, TicketStatus::Reopened);
     assert!(again
         .delivery
         .sinks
@@ -655,7 +656,7 @@ async fn a_webhook_outage_fails_the_invocation_and_the_retry_delivers_once() {
     // The webhook is back; Lambda retries the same event.
     hook.answer(200);
     let retry = invoke(&d, &ev).await.expect("the retry delivers");
-    assert_eq!(retry.delivery.tickets[0].status, "reopened");
+    assert_eq!(retry.delivery.tickets[0].status, TicketStatus::Reopened);
     let by_sink: Vec<(&str, SinkStatus)> = retry
         .delivery
         .sinks

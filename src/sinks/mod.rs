@@ -86,14 +86,38 @@ pub struct SinkReport {
     pub error: Option<String>,
 }
 
+/// What became of one ticket in one invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    /// This delivery opened it: delivered to every sink.
+    Opened,
+    /// A retry of the delivery that opened it: delivered to the sinks that did not have it.
+    Reopened,
+    /// Open already (or twice in this invocation): counted, not delivered.
+    Suppressed,
+    /// This delivery was counted before (a redelivered batch): nothing changed.
+    Duplicate,
+    /// The suppression store failed: not delivered (a retry will).
+    Error,
+}
+
+impl From<Verdict> for TicketStatus {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Opened => TicketStatus::Opened,
+            Verdict::Reopened => TicketStatus::Reopened,
+            Verdict::Suppressed => TicketStatus::Suppressed,
+            Verdict::Duplicate => TicketStatus::Duplicate,
+        }
+    }
+}
+
 /// One ticket's fate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TicketReport {
     pub ticket_id: String,
-    /// `opened` (this delivery opened it), `reopened` (a retry of the delivery that opened it),
-    /// `suppressed` (open already: counted), `duplicate` (this delivery was counted before), or
-    /// `error` (the suppression store failed: nothing was delivered).
-    pub status: &'static str,
+    pub status: TicketStatus,
     /// Occurrences counted in the current window (with the store), else this invocation's count.
     pub occurrences: u64,
     /// When the window opened (epoch seconds), when known.
@@ -164,7 +188,7 @@ impl DeliveryReport {
         let store = self
             .tickets
             .iter()
-            .filter(|t| t.status == "error")
+            .filter(|t| t.status == TicketStatus::Error)
             .map(|t| {
                 format!(
                     "suppression store for {}: {}",
@@ -325,12 +349,15 @@ impl Dispatcher {
             },
         };
         let mut seen = HashSet::new();
+        // A sink that failed is not tried again in this invocation (its retries already waited):
+        // the remaining tickets are reported failed for it and the retry delivers them.
+        let mut down: HashSet<&'static str> = HashSet::new();
         for t in tickets {
             if !seen.insert(t.id.as_str()) {
                 report.suppressed += 1;
                 report.tickets.push(TicketReport {
                     ticket_id: t.id.clone(),
-                    status: "suppressed",
+                    status: TicketStatus::Suppressed,
                     occurrences: t.evidence.count,
                     opened_at: None,
                     error: None,
@@ -356,7 +383,7 @@ impl Dispatcher {
                             report.store_failures += 1;
                             report.tickets.push(TicketReport {
                                 ticket_id: t.id.clone(),
-                                status: "error",
+                                status: TicketStatus::Error,
                                 occurrences: t.evidence.count,
                                 opened_at: None,
                                 error: Some(crate::handler::format_chain(&e)),
@@ -366,12 +393,7 @@ impl Dispatcher {
                     }
                 }
             };
-            let status = match verdict {
-                Verdict::Opened => "opened",
-                Verdict::Reopened => "reopened",
-                Verdict::Suppressed => "suppressed",
-                Verdict::Duplicate => "duplicate",
-            };
+            let status = TicketStatus::from(verdict);
             report.tickets.push(TicketReport {
                 ticket_id: t.id.clone(),
                 status,
@@ -379,7 +401,7 @@ impl Dispatcher {
                 opened_at: Some(opened_at),
                 error: None,
             });
-            tracing::info!(ticket_id = %t.id, status, occurrences, "ticket suppression");
+            tracing::info!(ticket_id = %t.id, status = ?status, occurrences, "ticket suppression");
             if !matches!(verdict, Verdict::Opened | Verdict::Reopened) {
                 report.suppressed += 1;
                 continue;
@@ -399,6 +421,18 @@ impl Dispatcher {
                         ticket_id: t.id.clone(),
                         status: SinkStatus::Skipped,
                         error: None,
+                    });
+                    continue;
+                }
+                if down.contains(name) {
+                    report.sink_failures += 1;
+                    report.sinks.push(SinkReport {
+                        sink: name,
+                        ticket_id: t.id.clone(),
+                        status: SinkStatus::Failed,
+                        error: Some(format!(
+                            "not tried: {name} failed earlier in this invocation"
+                        )),
                     });
                     continue;
                 }
@@ -430,6 +464,7 @@ impl Dispatcher {
                         let error = crate::handler::format_chain(&e);
                         tracing::error!(ticket_id = %t.id, sink = name, error = %error, "ticket delivery failed");
                         report.sink_failures += 1;
+                        down.insert(name);
                         report.sinks.push(SinkReport {
                             sink: name,
                             ticket_id: t.id.clone(),
@@ -455,6 +490,7 @@ mod tests {
         name: &'static str,
         got: Arc<Mutex<Vec<String>>>,
         down: Arc<Mutex<bool>>,
+        tries: Arc<Mutex<usize>>,
     }
 
     impl Sink for Fake {
@@ -463,6 +499,7 @@ mod tests {
         }
         fn deliver<'a>(&'a self, out: &'a Outgoing<'a>) -> BoxFuture<'a, Result<(), SinkError>> {
             Box::pin(async move {
+                *self.tries.lock().unwrap() += 1;
                 if *self.down.lock().unwrap() {
                     return Err(SinkError::Status {
                         status: 500,
@@ -514,7 +551,7 @@ mod tests {
         let r = d.dispatch_at(&t, "d1", 101).await;
         assert_eq!(
             (r.opened, r.sink_failures, r.tickets[0].status),
-            (1, 0, "reopened")
+            (1, 0, TicketStatus::Reopened)
         );
         assert_eq!(r.sinks[0].status, SinkStatus::Skipped);
         assert_eq!(r.sinks[1].status, SinkStatus::Delivered);
@@ -526,6 +563,26 @@ mod tests {
         );
         assert_eq!(a.got.lock().unwrap().len(), 1);
         assert_eq!(b.got.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sink_that_failed_is_not_tried_again_in_the_invocation() {
+        let a = Fake {
+            name: "a",
+            ..Default::default()
+        };
+        *a.down.lock().unwrap() = true;
+        let d = Dispatcher::new(vec![Box::new(a.clone())], None, Duration::from_secs(60));
+        let r = d
+            .dispatch_at(&[ticket("p"), ticket("q"), ticket("r")], "x", 0)
+            .await;
+        assert_eq!((r.opened, r.sink_failures), (3, 3));
+        assert_eq!(*a.tries.lock().unwrap(), 1);
+        assert!(r.sinks[2]
+            .error
+            .as_deref()
+            .unwrap()
+            .starts_with("not tried"));
     }
 
     #[tokio::test]

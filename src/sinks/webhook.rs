@@ -245,17 +245,17 @@ impl Sink for WebhookSink {
             let secret = self.secret.get().await?;
             let attempts = self.retries + 1;
             let mut delay = self.backoff;
-            for n in 1..=attempts {
-                let last = n == attempts;
+            let mut n = 1;
+            loop {
                 match self.attempt(out, secret.as_ref()).await {
                     Ok(s) if (200..300).contains(&s) => return Ok(()),
-                    Ok(s) if !retryable(s) || last => {
+                    Ok(s) if !retryable(s) || n == attempts => {
                         return Err(SinkError::Status {
                             status: s,
                             attempts: n,
                         })
                     }
-                    Err(message) if last => {
+                    Err(message) if n == attempts => {
                         return Err(SinkError::Transport {
                             attempts: n,
                             message,
@@ -270,8 +270,8 @@ impl Sink for WebhookSink {
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
+                n += 1;
             }
-            unreachable!("the last attempt returns")
         })
     }
 }
