@@ -241,9 +241,7 @@ pub async fn delivery_from_env(
         .filter(|t| !t.is_empty());
     let default = Tickets::default();
     let tickets = policy.map_or(&default, |p| p.tickets());
-    let config = crate::aws::load(region)
-        .await
-        .map_err(|e| SetupError::Aws(e.to_string()))?;
+    let config = crate::aws::load(region).await?;
     Dispatcher::from_policy(&config, tickets, table).map(Delivery::Enabled)
 }
 
@@ -261,8 +259,8 @@ pub enum SetupError {
     SecretEnv(String),
     #[error("webhook: {0}")]
     Webhook(String),
-    #[error("{0}")]
-    Aws(String),
+    #[error("cannot set up AWS for ticket delivery")]
+    Aws(#[from] crate::aws::AwsError),
 }
 
 impl Dispatcher {
