@@ -1048,3 +1048,69 @@ async fn the_cli_delivers_and_reports_failures() {
     assert_eq!(resp["delivery"]["suppression"], "invocation");
     assert_eq!(hook.hits().len(), 1);
 }
+
+/// PutEvents can answer 200 and still reject the entry (`FailedEntryCount`): a sink failure.
+#[tokio::test]
+async fn a_rejected_eventbridge_entry_is_a_failure() {
+    let stub = support::StsStub::start(
+        200,
+        r#"{"FailedEntryCount":1,"Entries":[{"ErrorCode":"InternalFailure","ErrorMessage":"try again"}]}"#,
+    )
+    .await;
+    let d = deps(Delivery::Enabled(Dispatcher::new(
+        vec![Box::new(eventbridge::EventBridgeSink::new(
+            aws_sdk_eventbridge::Client::new(&sdk_at(&stub.endpoint)),
+            "default".into(),
+        ))],
+        None,
+        Duration::from_secs(3600),
+    )));
+    let err = invoke(&d, &event(&support::unique("judy"), &["j1"]))
+        .await
+        .expect_err("rejected");
+    assert!(
+        err.to_string()
+            .contains("PutEvents rejected the entry: InternalFailure: try again"),
+        "{err}"
+    );
+    let seen = stub.seen.lock().unwrap();
+    assert!(seen.iter().any(|s| s
+        .headers
+        .iter()
+        .any(|(k, v)| k == "x-amz-target" && v.ends_with("PutEvents"))));
+}
+
+/// The suppression table unreachable: nothing is delivered (it could be a duplicate), the ticket
+/// is kept and the invocation fails retryably.
+#[tokio::test]
+async fn an_unreachable_table_delivers_nothing_and_fails_retryably() {
+    let hook = Hook::start(&[200], false).await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let store: Box<dyn Store> = Box::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk_at(&closed)),
+        "eks-auth-state",
+    ));
+    let d = deps(Delivery::Enabled(Dispatcher::new(
+        vec![Box::new(hook.sink(None, Duration::from_secs(5), 0))],
+        Some(store),
+        Duration::from_secs(3600),
+    )));
+    let err = invoke(&d, &event(&support::unique("ken"), &["k1"]))
+        .await
+        .expect_err("no table");
+    assert_eq!(err.error_type(), "Retryable.TicketDelivery");
+    let HandlerError::TicketDelivery { summary, response } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        summary.contains("suppression store for EAR-") && summary.contains("dynamodb:GetItem"),
+        "{summary}"
+    );
+    assert_eq!(response.delivery.store_failures, 1);
+    assert_eq!(response.delivery.tickets[0].status, TicketStatus::Error);
+    assert_eq!(response.tickets.len(), 1);
+    assert!(hook.hits().is_empty());
+}
