@@ -11,6 +11,7 @@ use crate::facts::{self, Facts, FactsProvider, Refinement};
 use crate::plan::{self, Action, ActionStatus};
 use crate::policy::{Mode, Policy};
 use crate::remedy::Remediator;
+use crate::sinks::{Delivery, DeliveryReport};
 use crate::ticket::{self, Ticket};
 
 /// Runtime configuration, read once at start.
@@ -100,6 +101,8 @@ pub struct Response {
     /// One record per change applied, planned (dry-run) or refused after planning.
     pub audit: Vec<audit::Record>,
     pub stats: Stats,
+    /// Which tickets were opened or suppressed, and what each sink did with them.
+    pub delivery: DeliveryReport,
 }
 
 /// Why an invocation failed. Decode errors will fail again on retry: they are `NonRetryable`,
@@ -108,6 +111,13 @@ pub struct Response {
 pub enum HandlerError {
     #[error("cannot decode event")]
     Decode(#[from] DecodeError),
+    /// A sink or the suppression store failed: a retry delivers only what failed. The response
+    /// (with every ticket) is kept for the caller; the log has the tickets too.
+    #[error("ticket delivery failed: {summary}")]
+    TicketDelivery {
+        summary: String,
+        response: Box<Response>,
+    },
 }
 
 impl HandlerError {
@@ -115,6 +125,7 @@ impl HandlerError {
     pub fn error_type(&self) -> &'static str {
         match self {
             HandlerError::Decode(_) => "NonRetryable.DecodeError",
+            HandlerError::TicketDelivery { .. } => "Retryable.TicketDelivery",
         }
     }
 }
@@ -147,8 +158,10 @@ pub struct Deps<E> {
     pub edge: E,
     pub policy: Option<Policy>,
     pub budget: Budget,
-    /// Plan only, whatever the policy's mode (`eks-auth plan`).
+    /// Plan only, whatever the policy's mode (`eks-auth plan`): never delivers tickets either.
     pub dry_run_only: bool,
+    /// Where tickets go (sinks and suppression store), or why nowhere.
+    pub delivery: Delivery,
 }
 
 impl<E> Deps<E> {
@@ -160,6 +173,7 @@ impl<E> Deps<E> {
             policy: None,
             budget: Budget::default(),
             dry_run_only: false,
+            delivery: Delivery::default(),
         }
     }
 }
@@ -210,13 +224,14 @@ impl Budget {
 /// Decodes and handles an event given as JSON.
 ///
 /// # Errors
-/// [`HandlerError::Decode`] when the event cannot be decoded; unparsable lines are counted, not fatal.
+/// [`HandlerError::Decode`] when the event cannot be decoded (unparsable lines are counted, not
+/// fatal); [`HandlerError::TicketDelivery`] when a sink or the suppression store failed.
 pub async fn handle_value<E: FactsProvider + Remediator>(
     event: &serde_json::Value,
     deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
     let decoded = event::decode_value(event, &deps.config.limits)?;
-    Ok(handle_decoded(&decoded, deps).await)
+    delivered(handle_decoded(&decoded, deps).await)
 }
 
 /// Handles raw event bytes (CLI and tests).
@@ -228,7 +243,18 @@ pub async fn handle_bytes<E: FactsProvider + Remediator>(
     deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
     let decoded = event::decode_bytes(raw, &deps.config.limits)?;
-    Ok(handle_decoded(&decoded, deps).await)
+    delivered(handle_decoded(&decoded, deps).await)
+}
+
+/// The response, or [`HandlerError::TicketDelivery`] (holding it) when a delivery failed.
+fn delivered(response: Response) -> Result<Response, HandlerError> {
+    if response.delivery.failed() {
+        return Err(HandlerError::TicketDelivery {
+            summary: response.delivery.failure_summary(),
+            response: Box::new(response),
+        });
+    }
+    Ok(response)
 }
 
 /// Batches at least this large are diagnosed on up to [`MAX_THREADS`] threads when the machine
@@ -452,6 +478,11 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
     if stats.unparsed > 0 {
         tracing::warn!(unparsed = stats.unparsed, "lines that are not authenticator records were counted and sampled in stats.unparsed_samples");
     }
+    let delivery = if deps.dry_run_only {
+        DeliveryReport::disabled("eks-auth plan never delivers tickets")
+    } else {
+        deps.delivery.run(decoded, &tickets).await
+    };
     Response {
         version: env!("CARGO_PKG_VERSION"),
         mode: if enforce { "enforce" } else { "dry-run" },
@@ -463,6 +494,7 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
         tickets,
         audit,
         stats,
+        delivery,
     }
 }
 

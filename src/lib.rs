@@ -8,6 +8,7 @@
 //!        -> diagnose (outcome + cause per line, findings per cluster/principal/cause)
 //!        -> facts (trait; offline provider knows nothing) -> plan (one action per finding)
 //!        -> report (response JSON with findings, actions and ticket payloads)
+//!        -> deliver (tickets opened once per window to SNS / EventBridge / webhook; see sinks)
 //! ```
 //!
 //! ```
@@ -37,5 +38,7 @@ pub mod logging;
 pub mod plan;
 pub mod policy;
 pub mod remedy;
+pub mod sinks;
+pub mod suppress;
 pub mod ticket;
 pub mod timefmt;

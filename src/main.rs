@@ -4,6 +4,8 @@
 use eks_auth_remediator::edge::Edge;
 use eks_auth_remediator::facts::OfflineFacts;
 use eks_auth_remediator::handler::{self, Config, Deps, HandlerError};
+use eks_auth_remediator::sinks::{self, Delivery};
+use eks_auth_remediator::suppress;
 use lambda_runtime::{service_fn, LambdaEvent};
 
 #[tokio::main]
@@ -20,20 +22,32 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 .ok()
                 .filter(|r| !r.is_empty())
         });
-    let edge = if offline {
-        Edge::Offline(OfflineFacts)
+    let (edge, delivery) = if offline {
+        (
+            Edge::Offline(OfflineFacts),
+            Delivery::Disabled("EKS_AUTH_OFFLINE: tickets are not delivered".into()),
+        )
     } else {
-        Edge::aws(config.region.as_deref(), role.as_deref()).await?
+        (
+            Edge::aws(config.region.as_deref(), role.as_deref()).await?,
+            sinks::delivery_from_env(policy.as_ref(), config.region.as_deref()).await?,
+        )
     };
     tracing::info!(
         policy = policy.is_some(),
         mode = ?policy.as_ref().map(|p| p.mode()),
         offline,
         remediation_role = role.as_deref().unwrap_or(""),
+        sinks = ?match &delivery {
+            Delivery::Enabled(d) => d.sink_names(),
+            Delivery::Disabled(_) => Vec::new(),
+        },
+        suppression_table = std::env::var(suppress::ENV_TABLE).unwrap_or_default(),
         "started"
     );
     let deps = Deps {
         policy,
+        delivery,
         ..Deps::new(config, edge)
     };
     let deps = &deps;

@@ -38,6 +38,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -77,6 +78,96 @@ pub struct Limits {
     pub max_changes_per_invocation: u32,
     /// Changes in any sliding hour, across invocations.
     pub max_changes_per_hour: u32,
+}
+
+/// The suppression window when `tickets.suppression_window` is absent.
+pub const DEFAULT_SUPPRESSION_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The webhook timeout when `tickets.sinks.webhook.timeout` is absent.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The webhook retries when `tickets.sinks.webhook.retries` is absent.
+pub const DEFAULT_WEBHOOK_RETRIES: u32 = 3;
+
+/// Ticket delivery (`tickets`): the suppression window and the sinks. Every sink gets every
+/// ticket opened; the response JSON and the log always get every ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tickets {
+    /// A ticket id is opened once per window; later occurrences are counted, not re-opened.
+    pub suppression_window: Duration,
+    pub sns: Option<SnsSink>,
+    pub eventbridge: Option<EventBridgeSink>,
+    pub webhook: Option<WebhookSink>,
+}
+
+impl Default for Tickets {
+    fn default() -> Self {
+        Tickets {
+            suppression_window: DEFAULT_SUPPRESSION_WINDOW,
+            sns: None,
+            eventbridge: None,
+            webhook: None,
+        }
+    }
+}
+
+/// `tickets.sinks.sns`: publish to an SNS topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnsSink {
+    /// `arn:<partition>:sns:<region>:<account>:<topic>`.
+    pub topic_arn: String,
+}
+
+/// `tickets.sinks.eventbridge`: PutEvents on an event bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventBridgeSink {
+    /// The bus name (`default`) or ARN.
+    pub event_bus: String,
+}
+
+/// Where the webhook's HMAC key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookSecret {
+    /// An environment variable of the function, read at start.
+    Env(String),
+    /// A Secrets Manager secret (its `SecretString`), read once per container and cached.
+    SecretsManager(String),
+}
+
+/// `tickets.sinks.webhook`: an HTTPS POST of the ticket JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookSink {
+    /// `https://...`; `http://` only for a loopback host (local tests).
+    pub url: String,
+    /// The key of the `X-EKS-Auth-Signature` HMAC; unsigned when absent.
+    pub secret: Option<WebhookSecret>,
+    /// Per attempt, connecting to reading the answer.
+    pub timeout: Duration,
+    /// Further attempts after a 5xx, 408, 429, a timeout or a connection error.
+    pub retries: u32,
+}
+
+/// Parses `90s`, `15m`, `24h`, `7d` (a positive integer and one unit).
+///
+/// # Errors
+/// A message saying what is expected.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let unit_at = t
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("'{s}' has no unit; write e.g. 30s, 15m, 24h or 7d"))?;
+    let (n, unit) = t.split_at(unit_at);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration; write e.g. 30s, 15m, 24h or 7d"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("'{s}': unknown unit '{unit}'; use s, m, h or d")),
+    };
+    n.checked_mul(mult)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("'{s}' is too long"))
 }
 
 /// An EKS access policy a rule may associate. Only the policies meant for people are listed; the
@@ -224,6 +315,7 @@ pub struct Policy {
     never: Vec<ArnPattern>,
     rules: Vec<Rule>,
     limits: Limits,
+    tickets: Tickets,
 }
 
 /// The policy's verdict on one principal.
@@ -371,6 +463,11 @@ impl Policy {
     /// The change limits.
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// Where tickets are delivered and how long a ticket stays open (`tickets`).
+    pub fn tickets(&self) -> &Tickets {
+        &self.tickets
     }
 
     /// True when some `clusters` pattern matches the cluster name (case-sensitive, anchored).
@@ -612,6 +709,8 @@ pub enum ProblemKind {
     NoGrant,
     /// A limit of zero, or a per-invocation limit above the hourly one.
     Limit,
+    /// A ticket sink or suppression setting that cannot work (bad ARN, URL, duration, secret).
+    Tickets,
 }
 
 /// One located problem.
@@ -1097,6 +1196,63 @@ struct RawPolicy {
     rules: Vec<RawRule>,
     #[serde(default, deserialize_with = "present")]
     limits: Option<RawLimits>,
+    #[serde(default, deserialize_with = "present")]
+    tickets: Option<RawTickets>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with suppression_window and/or sinks"
+)]
+struct RawTickets {
+    #[serde(default, deserialize_with = "present")]
+    suppression_window: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    sinks: Option<RawSinks>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with sns, eventbridge and/or webhook"
+)]
+struct RawSinks {
+    #[serde(default, deserialize_with = "present")]
+    sns: Option<RawSns>,
+    #[serde(default, deserialize_with = "present")]
+    eventbridge: Option<RawEventBridge>,
+    #[serde(default, deserialize_with = "present")]
+    webhook: Option<RawWebhook>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with topic_arn")]
+struct RawSns {
+    topic_arn: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with event_bus")]
+struct RawEventBridge {
+    event_bus: String,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with url and optionally secret_env or secret_arn, timeout, retries"
+)]
+struct RawWebhook {
+    url: String,
+    #[serde(default, deserialize_with = "present")]
+    secret_env: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    secret_arn: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    timeout: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    retries: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -1372,6 +1528,11 @@ fn validate(raw: RawPolicy) -> Result<Policy, Vec<Pending>> {
         }
     };
 
+    let tickets = raw
+        .tickets
+        .map(|t| validate_tickets(&mut ck, &t))
+        .unwrap_or_default();
+
     if !ck.problems.is_empty() {
         return Err(ck.problems);
     }
@@ -1382,7 +1543,212 @@ fn validate(raw: RawPolicy) -> Result<Policy, Vec<Pending>> {
         never,
         rules,
         limits,
+        tickets,
     })
+}
+
+fn validate_tickets(ck: &mut Checker, t: &RawTickets) -> Tickets {
+    const T: Seg = Seg::Key("tickets");
+    const S: Seg = Seg::Key("sinks");
+    let mut out = Tickets::default();
+    if t.suppression_window.is_none() && t.sinks.is_none() {
+        ck.report(
+            &[T],
+            ProblemKind::Tickets,
+            "tickets has no keys; set suppression_window and/or sinks, or remove it",
+        );
+    }
+    if let Some(w) = &t.suppression_window {
+        let at = [T, Seg::Key("suppression_window")];
+        match parse_duration(w) {
+            Ok(d) if (60..=30 * 86400).contains(&d.as_secs()) => out.suppression_window = d,
+            Ok(_) => ck.report(&at, ProblemKind::Tickets, "must be between 1m and 30d"),
+            Err(e) => ck.report(&at, ProblemKind::Tickets, e),
+        }
+    }
+    let Some(sinks) = &t.sinks else {
+        return out;
+    };
+    if sinks.sns.is_none() && sinks.eventbridge.is_none() && sinks.webhook.is_none() {
+        ck.report(
+            &[T, S],
+            ProblemKind::Tickets,
+            "sinks has no keys; set sns, eventbridge and/or webhook, or remove it",
+        );
+    }
+    if let Some(sns) = &sinks.sns {
+        let at = [T, S, Seg::Key("sns"), Seg::Key("topic_arn")];
+        match check_service_arn(&sns.topic_arn, "sns", |r| {
+            !r.is_empty()
+                && r.len() <= 256
+                && r.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        }) {
+            Ok(()) => {
+                out.sns = Some(SnsSink {
+                    topic_arn: sns.topic_arn.clone(),
+                })
+            }
+            Err(e) => ck.report(&at, ProblemKind::Tickets, e),
+        }
+    }
+    if let Some(eb) = &sinks.eventbridge {
+        let at = [T, S, Seg::Key("eventbridge"), Seg::Key("event_bus")];
+        let name_ok = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 256
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+        };
+        let ok = if eb.event_bus.starts_with("arn:") {
+            check_service_arn(&eb.event_bus, "events", |r| {
+                r.strip_prefix("event-bus/").is_some_and(name_ok)
+            })
+        } else if name_ok(&eb.event_bus) && !eb.event_bus.contains('/') {
+            Ok(())
+        } else {
+            Err(format!(
+                "'{}' is neither an event bus name nor an event bus ARN",
+                eb.event_bus
+            ))
+        };
+        match ok {
+            Ok(()) => {
+                out.eventbridge = Some(EventBridgeSink {
+                    event_bus: eb.event_bus.clone(),
+                })
+            }
+            Err(e) => ck.report(&at, ProblemKind::Tickets, e),
+        }
+    }
+    if let Some(w) = &sinks.webhook {
+        let base = [T, S, Seg::Key("webhook")];
+        let mut ok = true;
+        if let Err(e) = check_webhook_url(&w.url) {
+            ck.report(&join(&base, &[Seg::Key("url")]), ProblemKind::Tickets, e);
+            ok = false;
+        }
+        let secret = match (&w.secret_env, &w.secret_arn) {
+            (Some(_), Some(_)) => {
+                ck.report(
+                    &join(&base, &[Seg::Key("secret_arn")]),
+                    ProblemKind::Tickets,
+                    "set secret_env or secret_arn, not both",
+                );
+                ok = false;
+                None
+            }
+            (Some(var), None) => {
+                if var.is_empty()
+                    || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    || var.as_bytes()[0].is_ascii_digit()
+                {
+                    ck.report(
+                        &join(&base, &[Seg::Key("secret_env")]),
+                        ProblemKind::Tickets,
+                        format!("'{var}' is not an environment variable name"),
+                    );
+                    ok = false;
+                }
+                Some(WebhookSecret::Env(var.clone()))
+            }
+            (None, Some(arn)) => {
+                if let Err(e) = check_service_arn(arn, "secretsmanager", |r| {
+                    r.strip_prefix("secret:").is_some_and(|n| !n.is_empty())
+                }) {
+                    ck.report(
+                        &join(&base, &[Seg::Key("secret_arn")]),
+                        ProblemKind::Tickets,
+                        e,
+                    );
+                    ok = false;
+                }
+                Some(WebhookSecret::SecretsManager(arn.clone()))
+            }
+            (None, None) => None,
+        };
+        let mut timeout = DEFAULT_WEBHOOK_TIMEOUT;
+        if let Some(t) = &w.timeout {
+            let at = join(&base, &[Seg::Key("timeout")]);
+            match parse_duration(t) {
+                Ok(d) if (1..=60).contains(&d.as_secs()) => timeout = d,
+                Ok(_) => {
+                    ck.report(&at, ProblemKind::Tickets, "must be between 1s and 60s");
+                    ok = false;
+                }
+                Err(e) => {
+                    ck.report(&at, ProblemKind::Tickets, e);
+                    ok = false;
+                }
+            }
+        }
+        let retries = w.retries.unwrap_or(DEFAULT_WEBHOOK_RETRIES);
+        if retries > 10 {
+            ck.report(
+                &join(&base, &[Seg::Key("retries")]),
+                ProblemKind::Tickets,
+                "at most 10",
+            );
+            ok = false;
+        }
+        if ok {
+            out.webhook = Some(WebhookSink {
+                url: w.url.clone(),
+                secret,
+                timeout,
+                retries,
+            });
+        }
+    }
+    out
+}
+
+/// `arn:<partition>:<service>:<region>:<account>:<resource>` with a known partition, a region,
+/// a 12-digit account and a resource `resource_ok` accepts.
+fn check_service_arn(
+    s: &str,
+    service: &str,
+    resource_ok: impl Fn(&str) -> bool,
+) -> Result<(), String> {
+    let parts: Vec<&str> = s.splitn(6, ':').collect();
+    let ok = match parts.as_slice() {
+        ["arn", partition, svc, region, account, resource] => {
+            PARTITIONS.contains(partition)
+                && *svc == service
+                && !region.is_empty()
+                && region
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit())
+                && resource_ok(resource)
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{s}' is not an {service} ARN (arn:PARTITION:{service}:REGION:ACCOUNT:...)"
+        ))
+    }
+}
+
+/// `https://host[:port]/path`, or `http://` to a loopback host (tests): tickets carry principal
+/// ARNs and must not cross a network in clear text.
+fn check_webhook_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("'{url}' is not a URL: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("'{url}' has no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") => Ok(()),
+        Some("http") => Err(format!(
+            "'{url}': plain http is allowed only to a loopback host; use https"
+        )),
+        _ => Err(format!("'{url}' must start with https://")),
+    }
 }
 
 fn parse_list<T>(

@@ -885,3 +885,107 @@ fn inconsistent_or_unparseable_principals_are_not_decided() {
         "all-roles"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// tickets
+
+#[test]
+fn tickets_section_defaults_and_values() {
+    use eks_auth_remediator::policy::{WebhookSecret, DEFAULT_SUPPRESSION_WINDOW};
+    use std::time::Duration;
+    let p = ok("clusters: []\nrules: []\n");
+    assert_eq!(p.tickets().suppression_window, DEFAULT_SUPPRESSION_WINDOW);
+    assert!(p.tickets().sns.is_none() && p.tickets().webhook.is_none());
+
+    let p = ok(EXAMPLE);
+    let t = p.tickets();
+    assert_eq!(t.suppression_window, Duration::from_secs(86400));
+    assert_eq!(
+        t.sns.as_ref().unwrap().topic_arn,
+        "arn:aws:sns:eu-west-1:111122223333:eks-auth-tickets"
+    );
+    assert_eq!(t.eventbridge.as_ref().unwrap().event_bus, "default");
+    let w = t.webhook.as_ref().unwrap();
+    assert_eq!(w.url, "https://hooks.example.com/eks-auth");
+    assert_eq!(
+        w.secret,
+        Some(WebhookSecret::Env("EKS_AUTH_WEBHOOK_SECRET".into()))
+    );
+    assert_eq!((w.timeout, w.retries), (Duration::from_secs(5), 3));
+
+    let p = ok("clusters: []\nrules: []\ntickets:\n  suppression_window: 90m\n  sinks:\n    eventbridge: {event_bus: \"arn:aws:events:eu-west-1:111122223333:event-bus/ops\"}\n    webhook: {url: \"http://127.0.0.1:8080/x\", secret_arn: \"arn:aws:secretsmanager:eu-west-1:111122223333:secret:hook-AbCdEf\"}\n");
+    assert_eq!(p.tickets().suppression_window, Duration::from_secs(5400));
+    assert!(matches!(
+        p.tickets().webhook.as_ref().unwrap().secret,
+        Some(WebhookSecret::SecretsManager(_))
+    ));
+}
+
+#[test]
+fn tickets_errors_are_located() {
+    let doc = |t: &str| format!("clusters: []\nrules: []\ntickets:\n{t}");
+    // Unknown keys, at every level.
+    let p = assert_problem(
+        &doc(
+            "  sinks:\n    sns: {topic_arn: \"arn:aws:sns:eu-west-1:111122223333:t\", topic: x}\n",
+        ),
+        ProblemKind::Schema,
+        5,
+        62,
+    );
+    assert!(p.message.contains("unknown field `topic`"), "{p:?}");
+    assert_problem(&doc("  sink: {}\n"), ProblemKind::Schema, 4, 3);
+    // Meaning.
+    let p = assert_problem(
+        &doc("  sinks:\n    webhook: {url: \"http://hooks.example.com/x\"}\n"),
+        ProblemKind::Tickets,
+        5,
+        20,
+    );
+    assert!(p.message.contains("loopback"), "{p:?}");
+    assert_eq!(p.path, "tickets.sinks.webhook.url");
+    assert_problem(
+        &doc("  suppression_window: 24\n"),
+        ProblemKind::Tickets,
+        4,
+        23,
+    );
+    assert_problem(
+        &doc("  suppression_window: 10s\n"),
+        ProblemKind::Tickets,
+        4,
+        23,
+    );
+    assert_problem(
+        &doc("  sinks:\n    sns: {topic_arn: \"arn:aws:sqs:eu-west-1:111122223333:t\"}\n"),
+        ProblemKind::Tickets,
+        5,
+        22,
+    );
+    assert_problem(
+        &doc("  sinks:\n    eventbridge: {event_bus: \"a/b\"}\n"),
+        ProblemKind::Tickets,
+        5,
+        30,
+    );
+    let ps = problems(&doc(
+        "  sinks:\n    webhook:\n      url: https://h.example/x\n      secret_env: A\n      secret_arn: \"arn:aws:secretsmanager:eu-west-1:111122223333:secret:s\"\n      timeout: 5m\n      retries: 11\n",
+    ));
+    let at: Vec<(usize, ProblemKind)> = ps.iter().map(|p| (p.line, p.kind)).collect();
+    assert_eq!(
+        at,
+        [
+            (8, ProblemKind::Tickets),
+            (9, ProblemKind::Tickets),
+            (10, ProblemKind::Tickets)
+        ],
+        "{ps:#?}"
+    );
+    assert_problem(&doc("  sinks: {}\n"), ProblemKind::Tickets, 4, 10);
+    assert_problem(
+        "clusters: []\nrules: []\ntickets:\n",
+        ProblemKind::Tickets,
+        3,
+        9,
+    );
+}

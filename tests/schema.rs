@@ -131,6 +131,14 @@ fn responses_and_tickets_match_the_schemas() {
         let resp: Value = serde_json::from_slice(&out.stdout).unwrap();
         let errs = v.validate("response.schema.json", &resp);
         assert!(errs.is_empty(), "{}: {errs:#?}", path.display());
+        assert_eq!(
+            resp["delivery"]["enabled"], false,
+            "--offline never delivers"
+        );
+        assert!(resp["delivery"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("--offline"));
         for t in resp["tickets"].as_array().unwrap() {
             let id = t["id"].as_str().unwrap();
             assert!(
@@ -170,4 +178,51 @@ fn the_validator_rejects_what_it_should() {
     t.as_object_mut().unwrap().remove("severity");
     let errs = v.validate("ticket.schema.json", &t);
     assert_eq!(errs.len(), 3, "{errs:#?}");
+}
+
+/// The `delivery` object with opened, suppressed, delivered and failed entries validates too.
+#[tokio::test]
+async fn a_delivery_report_matches_the_schema() {
+    use eks_auth_remediator::edge::Edge;
+    use eks_auth_remediator::facts::OfflineFacts;
+    use eks_auth_remediator::handler::{self, Config, Deps, HandlerError};
+    use eks_auth_remediator::sinks::{Delivery, Dispatcher, Outgoing, Sink, SinkError};
+    use eks_auth_remediator::suppress::{BoxFuture, MemoryStore};
+
+    struct Down;
+    impl Sink for Down {
+        fn name(&self) -> &'static str {
+            "webhook"
+        }
+        fn deliver<'a>(&'a self, _: &'a Outgoing<'a>) -> BoxFuture<'a, Result<(), SinkError>> {
+            Box::pin(async {
+                Err(SinkError::Status {
+                    status: 503,
+                    attempts: 4,
+                })
+            })
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let v = Validator {
+        dir: root.join("schemas"),
+    };
+    let deps = Deps {
+        delivery: Delivery::Enabled(Dispatcher::new(
+            vec![Box::new(Down)],
+            Some(Box::new(MemoryStore::default())),
+            std::time::Duration::from_secs(3600),
+        )),
+        ..Deps::new(Config::default(), Edge::Offline(OfflineFacts))
+    };
+    let raw = std::fs::read(root.join("events/not-mapped.json")).unwrap();
+    let err = handler::handle_bytes(&raw, &deps).await.unwrap_err();
+    let HandlerError::TicketDelivery { response, .. } = err else {
+        panic!("{err:?}")
+    };
+    let resp = serde_json::to_value(&response).unwrap();
+    assert_eq!(resp["delivery"]["sinks"][0]["status"], "failed");
+    assert_eq!(resp["delivery"]["tickets"][0]["status"], "opened");
+    let errs = v.validate("response.schema.json", &resp);
+    assert!(errs.is_empty(), "{errs:#?}");
 }

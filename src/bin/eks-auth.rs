@@ -12,6 +12,7 @@ use eks_auth_remediator::edge::Edge;
 use eks_auth_remediator::facts::OfflineFacts;
 use eks_auth_remediator::handler::{self, Config, Deps};
 use eks_auth_remediator::policy::Policy;
+use eks_auth_remediator::sinks::{self, Delivery};
 use eks_auth_remediator::{authlog, eks_token, eventgen, ticket};
 
 #[derive(Parser)]
@@ -225,23 +226,44 @@ fn invoke(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let response = rt.block_on(async {
-        let edge = if offline {
-            Edge::Offline(OfflineFacts)
+    let (response, failure) = rt.block_on(async {
+        let (edge, delivery) = if offline {
+            (
+                Edge::Offline(OfflineFacts),
+                Delivery::Disabled("--offline: tickets are not delivered".into()),
+            )
         } else {
             let role = policy
                 .as_ref()
                 .and_then(|p| p.remediation_role_arn().map(str::to_string));
-            Edge::aws(config.region.as_deref(), role.as_deref()).await?
+            let delivery = if dry_run_only {
+                Delivery::Disabled("eks-auth plan never delivers tickets".into())
+            } else {
+                sinks::delivery_from_env(policy.as_ref(), config.region.as_deref()).await?
+            };
+            (
+                Edge::aws(config.region.as_deref(), role.as_deref()).await?,
+                delivery,
+            )
         };
         let deps = Deps {
             policy,
             dry_run_only,
+            delivery,
             ..Deps::new(config, edge)
         };
-        handler::handle_bytes(&raw, &deps)
-            .await
-            .map_err(|e| anyhow::anyhow!(handler::format_chain(&e)))
+        match handler::handle_bytes(&raw, &deps).await {
+            Ok(r) => Ok((r, None)),
+            // The tickets are still printed; the exit status says the delivery failed.
+            Err(e @ handler::HandlerError::TicketDelivery { .. }) => {
+                let msg = handler::format_chain(&e);
+                let handler::HandlerError::TicketDelivery { response, .. } = e else {
+                    unreachable!()
+                };
+                Ok((*response, Some(msg)))
+            }
+            Err(e) => Err(anyhow::anyhow!(handler::format_chain(&e))),
+        }
     })?;
     let mut stdout = std::io::stdout().lock();
     if markdown {
@@ -259,6 +281,9 @@ fn invoke(
     } else {
         serde_json::to_writer_pretty(&mut stdout, &response)?;
         writeln!(stdout)?;
+    }
+    if let Some(msg) = failure {
+        bail!(msg);
     }
     Ok(())
 }
