@@ -5,9 +5,11 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::audit;
+use crate::creator::CreatorLookup;
 use crate::diagnosis::{Aggregator, Finding, Stats};
 use crate::event::{self, DecodeError, Decoded, Limits, Source};
 use crate::facts::{self, Facts, FactsProvider, Refinement};
+use crate::incident::{self, PauseStore};
 use crate::plan::{self, Action, ActionStatus};
 use crate::policy::{Mode, Policy};
 use crate::remedy::Remediator;
@@ -19,6 +21,10 @@ pub struct Config {
     pub limits: Limits,
     /// The function's region (Lambda's `AWS_REGION`), used when the event does not carry one.
     pub region: Option<String>,
+    /// Incident thresholds and the pause (`EKS_AUTH_INCIDENT_*`, `EKS_AUTH_SUPPRESSION_TABLE`).
+    pub incident: crate::incident::IncidentConfig,
+    /// The cluster creator lookup (`EKS_AUTH_CREATOR_*`).
+    pub creator: crate::creator::CreatorConfig,
 }
 
 /// A configuration value that cannot be used: a startup error, never a silent default.
@@ -70,7 +76,55 @@ impl Config {
         let region = get("AWS_REGION")
             .or_else(|| get("AWS_DEFAULT_REGION"))
             .filter(|r| !r.is_empty());
-        Ok(Config { limits, region })
+        let mut incident = crate::incident::IncidentConfig::default();
+        let mut creator = crate::creator::CreatorConfig::default();
+        let positive = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or(ConfigError {
+                            name,
+                            value: v,
+                            reason: "expected a positive integer",
+                        })
+                })
+                .transpose()
+        };
+        if let Some(n) = positive("EKS_AUTH_INCIDENT_MIN_PRINCIPALS")? {
+            incident.min_principals = n as usize;
+        }
+        if let Some(n) = positive("EKS_AUTH_INCIDENT_PAUSE_SECONDS")? {
+            incident.pause_secs = n;
+        }
+        if let Some(n) = positive("EKS_AUTH_CREATOR_LOOKBACK_DAYS")? {
+            creator.lookback_days = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = positive("EKS_AUTH_CREATOR_TIMEOUT_SECONDS")? {
+            creator.timeout_secs = n;
+        }
+        if let Some(v) = get("EKS_AUTH_INCIDENT_NODE_ROLES") {
+            incident.node_roles_trigger = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError {
+                        name: "EKS_AUTH_INCIDENT_NODE_ROLES",
+                        value: v,
+                        reason: "expected true or false",
+                    })
+                }
+            };
+        }
+        incident.table = get("EKS_AUTH_SUPPRESSION_TABLE").filter(|t| !t.trim().is_empty());
+        Ok(Config {
+            limits,
+            region,
+            incident,
+            creator,
+        })
     }
 }
 
@@ -99,6 +153,10 @@ pub struct Response {
     pub tickets: Vec<Ticket>,
     /// One record per change applied, planned (dry-run) or refused after planning.
     pub audit: Vec<audit::Record>,
+    /// Cluster-wide incidents found in this batch (each has one critical ticket).
+    pub incidents: Vec<crate::incident::Incident>,
+    /// Clusters whose automatic remediation is paused, and why (detected now or stored).
+    pub pauses: Vec<crate::incident::Pause>,
     pub stats: Stats,
 }
 
@@ -211,7 +269,7 @@ impl Budget {
 ///
 /// # Errors
 /// [`HandlerError::Decode`] when the event cannot be decoded; unparsable lines are counted, not fatal.
-pub async fn handle_value<E: FactsProvider + Remediator>(
+pub async fn handle_value<E: FactsProvider + Remediator + CreatorLookup + PauseStore>(
     event: &serde_json::Value,
     deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
@@ -223,7 +281,7 @@ pub async fn handle_value<E: FactsProvider + Remediator>(
 ///
 /// # Errors
 /// As [`handle_value`].
-pub async fn handle_bytes<E: FactsProvider + Remediator>(
+pub async fn handle_bytes<E: FactsProvider + Remediator + CreatorLookup + PauseStore>(
     raw: &[u8],
     deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
@@ -233,6 +291,15 @@ pub async fn handle_bytes<E: FactsProvider + Remediator>(
 
 /// Groups a decoded event into findings (pure).
 pub fn diagnose_decoded(decoded: &Decoded, config: &Config) -> (Vec<Finding>, Stats) {
+    let (f, s, _) = diagnose_decoded_with_grants(decoded, config);
+    (f, s)
+}
+
+/// As [`diagnose_decoded`], with the principals the batch granted (for incident detection).
+pub fn diagnose_decoded_with_grants(
+    decoded: &Decoded,
+    config: &Config,
+) -> (Vec<Finding>, Stats, Vec<crate::diagnosis::Grant>) {
     let mut agg = Aggregator::new();
     for batch in &decoded.batches {
         if batch.message_type == event::MessageType::ControlMessage {
@@ -246,7 +313,7 @@ pub fn diagnose_decoded(decoded: &Decoded, config: &Config) -> (Vec<Finding>, St
             agg.add(&origin, ev.id.as_deref(), ev.timestamp, &ev.message);
         }
     }
-    agg.finish()
+    agg.finish_with_grants()
 }
 
 fn audit_result(status: ActionStatus) -> &'static str {
@@ -260,11 +327,22 @@ fn audit_result(status: ActionStatus) -> &'static str {
 }
 
 /// Diagnoses, gathers facts, plans, applies (enforce mode) and builds tickets for a decoded event.
-pub async fn handle_decoded<E: FactsProvider + Remediator>(
+pub async fn handle_decoded<E: FactsProvider + Remediator + CreatorLookup + PauseStore>(
     decoded: &Decoded,
     deps: &Deps<E>,
 ) -> Response {
-    let (findings, stats) = diagnose_decoded(decoded, &deps.config);
+    let (findings, stats, grants) = diagnose_decoded_with_grants(decoded, &deps.config);
+    let incidents = incident::detect(&findings, &grants, &deps.config.incident);
+    let finding_clusters: BTreeSet<String> =
+        findings.iter().filter_map(|f| f.cluster.clone()).collect();
+    let pauses = incident::resolve_pauses(
+        &deps.edge,
+        &finding_clusters,
+        &incidents,
+        &deps.config.incident,
+        audit_now_s(),
+    )
+    .await;
     let policy = deps.policy.as_ref();
     let enforce = !deps.dry_run_only && policy.is_some_and(|p| p.mode() == Mode::Enforce);
     let limits = policy.map(|p| p.limits());
@@ -286,6 +364,13 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
             policy,
             budget,
         });
+        // While a cluster's incident lasts, changes there become tickets.
+        let covering = incidents.iter().find(|i| i.finding_ids.contains(&f.id));
+        if let Some(inc) = covering {
+            incident::cover_action(&mut action, inc);
+        } else if let Some(p) = f.cluster.as_ref().and_then(|c| pauses.get(c)) {
+            incident::pause_action(&mut action, p);
+        }
         let mut before_after = (None, None);
         if let Some(change) = action.change.clone() {
             changes_left = changes_left.saturating_sub(1);
@@ -345,8 +430,14 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
             action.status,
             ActionStatus::Emitted | ActionStatus::Failed | ActionStatus::Planned
         );
-        if needs_ticket && action.ticket_id.is_some() {
-            let t = ticket::build_with(&f, refinement.as_ref(), Some(&action));
+        if needs_ticket && action.ticket_id.is_some() && covering.is_none() {
+            let mut t = ticket::build_with(&f, refinement.as_ref(), Some(&action));
+            if let (true, Some(c)) = (
+                crate::creator::needed(&f, refinement.as_ref(), &fx),
+                f.cluster.as_deref(),
+            ) {
+                ticket::add_creator(&mut t, deps.edge.creator(c).await);
+            }
             tracing::info!(
                 ticket_id = %t.id,
                 cause = t.cause.map(|c| c.as_str()).unwrap_or("config_error"),
@@ -364,6 +455,29 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
             facts: fx,
             refinement,
         });
+    }
+    for inc in &incidents {
+        let first = reports
+            .iter()
+            .find(|r| r.finding.cluster.as_deref() == Some(inc.cluster.as_str()));
+        let creator = deps.edge.creator(&inc.cluster).await;
+        let t = ticket::incident_ticket(
+            inc,
+            first.and_then(|r| r.finding.region.as_deref()),
+            first.and_then(|r| r.finding.account.as_deref()),
+            first.and_then(|r| r.facts.authentication_mode.as_deref()),
+            Some(creator),
+        );
+        tracing::warn!(
+            incident_id = %inc.id,
+            kind = inc.kind.as_str(),
+            cluster = %inc.cluster,
+            principals = inc.principals.len(),
+            node_roles = inc.node_roles.len(),
+            ticket = %serde_json::to_string(&t).unwrap_or_default(),
+            "incident"
+        );
+        tickets.push(t);
     }
     let clusters: BTreeSet<String> = decoded
         .batches
@@ -393,8 +507,16 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
         actions,
         tickets,
         audit,
+        incidents,
+        pauses: pauses.into_values().collect(),
         stats,
     }
+}
+
+fn audit_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

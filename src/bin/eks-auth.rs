@@ -226,7 +226,7 @@ fn invoke(
         .enable_all()
         .build()?;
     let response = rt.block_on(async {
-        let edge = if offline {
+        let mut edge = if offline {
             Edge::Offline(OfflineFacts)
         } else {
             let role = policy
@@ -234,6 +234,7 @@ fn invoke(
                 .and_then(|p| p.remediation_role_arn().map(str::to_string));
             Edge::aws(config.region.as_deref(), role.as_deref()).await?
         };
+        edge.configure(&config);
         let deps = Deps {
             policy,
             dry_run_only,
