@@ -42,5 +42,6 @@ pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod remedy;
+pub mod report;
 pub mod ticket;
 pub mod timefmt;

@@ -71,6 +71,18 @@ enum Cmd {
         #[arg(long)]
         markdown: bool,
     },
+    /// Summarise one or more event files offline: causes and principals with counts, first and
+    /// last seen, and denials over time as a text histogram. No network call.
+    Report {
+        #[arg(required = true)]
+        events: Vec<PathBuf>,
+        /// No ANSI colour (also when stdout is not a terminal, or NO_COLOR is set).
+        #[arg(long)]
+        no_color: bool,
+        /// Output width in columns (else $COLUMNS, else 80).
+        #[arg(long)]
+        width: Option<usize>,
+    },
     /// Print an ExecCredential with a bearer token for the cluster, like `aws eks get-token`
     /// (usable as a kubectl exec credential plugin).
     Token {
@@ -161,6 +173,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             region,
             role_arn,
         } => token(&cluster, region, role_arn),
+        Cmd::Report {
+            events,
+            no_color,
+            width,
+        } => report(&events, no_color, width),
         Cmd::Event {
             cluster,
             account,
@@ -192,6 +209,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn report(paths: &[PathBuf], no_color: bool, width: Option<usize>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let limits = eks_auth_remediator::event::Limits::default();
+    let mut decoded = Vec::with_capacity(paths.len());
+    for p in paths {
+        let raw = read_limited(p, limits.max_event_bytes)?;
+        decoded.push(
+            eks_auth_remediator::event::decode_bytes(&raw, &limits)
+                .map_err(|e| anyhow::anyhow!(handler::format_chain(&e)))
+                .with_context(|| format!("{}", p.display()))?,
+        );
+    }
+    let (entries, unparsed) = eks_auth_remediator::report::collect(&decoded);
+    let color =
+        !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    let width = width
+        .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()))
+        .unwrap_or(80);
+    let out = eks_auth_remediator::report::render(
+        &entries,
+        unparsed,
+        &eks_auth_remediator::report::Options { width, color },
+    );
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(())
 }
 
 /// Text input for `explain` and `event`: a file, or stdin when none or `-`.
