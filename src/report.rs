@@ -115,6 +115,9 @@ fn short_time(ms: Option<i64>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// Count, first and last time of one table row.
+type Span = (u64, Option<i64>, Option<i64>);
+
 /// Renders the summary.
 pub fn render(entries: &[Entry], unparsed: u64, o: &Options) -> String {
     let width = o.width.max(40);
@@ -151,7 +154,7 @@ pub fn render(entries: &[Entry], unparsed: u64, o: &Options) -> String {
         return s;
     }
     // (cause, principal) -> count, first, last
-    let mut rows: BTreeMap<(&str, &str), (u64, Option<i64>, Option<i64>)> = BTreeMap::new();
+    let mut rows: BTreeMap<(&str, &str), Span> = BTreeMap::new();
     for e in entries {
         let r = rows
             .entry((e.cause.as_str(), e.principal.as_deref().unwrap_or("-")))
