@@ -58,6 +58,10 @@ enum Cmd {
         /// Print the tickets as Markdown instead of the response JSON.
         #[arg(long)]
         markdown: bool,
+        /// Also print the CloudWatch EMF metric documents the Lambda function would emit (one
+        /// JSON line each) to stderr.
+        #[arg(long)]
+        metrics: bool,
     },
     /// Like `invoke`, but never writes: shows the plan exactly as enforce would apply it.
     Plan {
@@ -160,14 +164,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             policy,
             region,
             markdown,
-        } => invoke(&event, offline, policy, region, markdown, false),
+            metrics,
+        } => invoke(&event, offline, policy, region, (markdown, metrics), false),
         Cmd::Plan {
             event,
             offline,
             policy,
             region,
             markdown,
-        } => invoke(&event, offline, policy, region, markdown, true),
+        } => invoke(&event, offline, policy, region, (markdown, false), true),
         Cmd::Token {
             cluster,
             region,
@@ -253,9 +258,10 @@ fn invoke(
     offline: bool,
     policy: Option<PathBuf>,
     region: Option<String>,
-    markdown: bool,
+    (markdown, metrics): (bool, bool),
     dry_run_only: bool,
 ) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let mut config = Config::from_env()?;
     if region.is_some() {
         config.region = region.clone();
@@ -288,6 +294,21 @@ fn invoke(
             .await
             .map_err(|e| anyhow::anyhow!(handler::format_chain(&e)))
     })?;
+    if metrics {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let docs = eks_auth_remediator::metrics::documents(
+            &response,
+            None,
+            started.elapsed().as_secs_f64() * 1000.0,
+            now_ms,
+        );
+        let mut stderr = std::io::stderr().lock();
+        for d in docs {
+            writeln!(stderr, "{d}")?;
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     if markdown {
         for t in &response.tickets {
