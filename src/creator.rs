@@ -156,6 +156,15 @@ pub trait LogSearch {
 pub trait CreatorLookup {
     /// The creator of `cluster` (log group `/aws/eks/<cluster>/cluster`).
     fn creator(&self, cluster: &str) -> impl std::future::Future<Output = CreatorInfo> + Send;
+
+    /// Authenticator lines of `cluster` since `since_ms` matching the filter `pattern`
+    /// (`(timestamp ms, message)`), for earlier grants of denied principals. Offline: none.
+    fn log_lines(
+        &self,
+        cluster: &str,
+        pattern: &str,
+        since_ms: i64,
+    ) -> impl std::future::Future<Output = Result<Vec<(Option<i64>, String)>, String>> + Send;
 }
 
 /// True when the row satisfies the runbook query's filters: an authenticator stream (when the

@@ -176,6 +176,40 @@ impl CreatorCache {
         }
     }
 
+    /// Authenticator lines of `cluster` matching `pattern` since `since_ms` (FilterLogEvents,
+    /// bounded by the creator lookup's deadline).
+    pub async fn log_lines(
+        &self,
+        cluster: &str,
+        pattern: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(Option<i64>, String)>, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let deadline = Instant::now() + Duration::from_secs(self.config.timeout_secs);
+        let rows = self
+            .search
+            .filter(
+                &creator::log_group(cluster),
+                pattern,
+                creator::STREAM_PREFIX,
+                since_ms,
+                now + 1000,
+                deadline,
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| {
+                r.stream
+                    .as_deref()
+                    .is_none_or(|s| s.contains(creator::STREAM_PREFIX))
+            })
+            .map(|r| (r.timestamp_ms, r.message))
+            .collect())
+    }
+
     /// The creator of `cluster`, from the cache when fresh.
     pub async fn creator(&self, cluster: &str) -> CreatorInfo {
         let cached = self.cache.lock().await.get(cluster).cloned();

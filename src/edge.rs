@@ -77,6 +77,18 @@ impl crate::creator::CreatorLookup for Edge {
             Edge::Aws(a) => a.creators.creator(cluster).await,
         }
     }
+
+    async fn log_lines(
+        &self,
+        cluster: &str,
+        pattern: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(Option<i64>, String)>, String> {
+        match self {
+            Edge::Offline(_) => Ok(Vec::new()),
+            Edge::Aws(a) => a.creators.log_lines(cluster, pattern, since_ms).await,
+        }
+    }
 }
 
 impl crate::incident::PauseStore for Edge {

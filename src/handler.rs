@@ -99,6 +99,9 @@ impl Config {
         if let Some(n) = positive("EKS_AUTH_INCIDENT_PAUSE_SECONDS")? {
             incident.pause_secs = n;
         }
+        if let Some(n) = positive("EKS_AUTH_INCIDENT_GRANT_LOOKBACK_HOURS")? {
+            incident.grant_lookback_hours = n;
+        }
         if let Some(n) = positive("EKS_AUTH_CREATOR_LOOKBACK_DAYS")? {
             creator.lookback_days = u32::try_from(n).unwrap_or(u32::MAX);
         }
@@ -331,7 +334,21 @@ pub async fn handle_decoded<E: FactsProvider + Remediator + CreatorLookup + Paus
     decoded: &Decoded,
     deps: &Deps<E>,
 ) -> Response {
-    let (findings, stats, grants) = diagnose_decoded_with_grants(decoded, &deps.config);
+    let (findings, stats, mut grants) = diagnose_decoded_with_grants(decoded, &deps.config);
+    // Earlier grants the batch does not show, from the cluster's log group (AWS edge only).
+    let lookback_ms = deps.config.incident.grant_lookback_hours as i64 * 3_600_000;
+    for (cluster, principals) in incident::grant_lookups(&findings, &grants, &deps.config.incident)
+    {
+        let since = audit_now_s() * 1000 - lookback_ms;
+        match deps
+            .edge
+            .log_lines(&cluster, &incident::grant_pattern(&principals), since)
+            .await
+        {
+            Ok(lines) => grants.extend(incident::grants_from_lines(&cluster, &lines, &principals)),
+            Err(e) => tracing::warn!(cluster, error = %e, "cannot look up earlier grants"),
+        }
+    }
     let incidents = incident::detect(&findings, &grants, &deps.config.incident);
     let finding_clusters: BTreeSet<String> =
         findings.iter().filter_map(|f| f.cluster.clone()).collect();

@@ -37,6 +37,9 @@ pub struct IncidentConfig {
     pub pause_secs: u64,
     /// DynamoDB table holding pauses across invocations (`EKS_AUTH_SUPPRESSION_TABLE`).
     pub table: Option<String>,
+    /// How far back the cluster's log group is searched for earlier grants of denied principals
+    /// that the batch shows no grant for (`EKS_AUTH_INCIDENT_GRANT_LOOKBACK_HOURS`, default 24).
+    pub grant_lookback_hours: u64,
 }
 
 impl Default for IncidentConfig {
@@ -46,6 +49,7 @@ impl Default for IncidentConfig {
             node_roles_trigger: true,
             pause_secs: 3600,
             table: None,
+            grant_lookback_hours: 24,
         }
     }
 }
@@ -190,6 +194,85 @@ pub fn detect(findings: &[Finding], grants: &[Grant], cfg: &IncidentConfig) -> V
         });
     }
     out
+}
+
+/// At most this many principals are looked up in the logs per cluster and batch.
+pub const MAX_GRANT_LOOKUPS: usize = 20;
+
+/// The denied (`not_mapped`) principals per cluster whose earlier grants are worth looking up in
+/// the cluster's log group: those the batch shows no grant for, when enough of them are denied
+/// that an incident is possible (at least `min_principals` distinct ones, or a node role's EC2
+/// session `.../i-...` when node roles trigger).
+pub fn grant_lookups(
+    findings: &[Finding],
+    grants: &[Grant],
+    cfg: &IncidentConfig,
+) -> Vec<(String, Vec<String>)> {
+    let mut per: std::collections::BTreeMap<&str, (Vec<String>, usize, bool)> =
+        std::collections::BTreeMap::new();
+    for f in findings {
+        let (Some(c), Some(p), Outcome::Denied, Some(Cause::NotMapped)) = (
+            f.cluster.as_deref(),
+            f.principal.as_deref(),
+            f.outcome,
+            f.cause,
+        ) else {
+            continue;
+        };
+        let e = per.entry(c).or_default();
+        e.1 += 1;
+        e.2 |= f
+            .samples
+            .iter()
+            .any(|s| s.contains("assumed-role/") && s.contains("/i-"));
+        let granted = grants
+            .iter()
+            .any(|g| g.cluster.as_deref() == Some(c) && g.principal.eq_ignore_ascii_case(p));
+        if !granted && e.0.len() < MAX_GRANT_LOOKUPS {
+            e.0.push(p.to_string());
+        }
+    }
+    per.into_iter()
+        .filter(|(_, (missing, total, node))| {
+            !missing.is_empty()
+                && (*total >= cfg.min_principals.max(1) || (cfg.node_roles_trigger && *node))
+        })
+        .map(|(c, (missing, _, _))| (c.to_string(), missing))
+        .collect()
+}
+
+/// A CloudWatch Logs filter pattern matching any of the principals' ARNs (`?"a" ?"b"`).
+pub fn grant_pattern(principals: &[String]) -> String {
+    principals
+        .iter()
+        .map(|p| format!("?\"{}\"", p.replace('"', "")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The grants of `principals` among log lines (`(timestamp ms, message)`) of `cluster`.
+pub fn grants_from_lines(
+    cluster: &str,
+    lines: &[(Option<i64>, String)],
+    principals: &[String],
+) -> Vec<Grant> {
+    let origin = crate::diagnosis::Origin {
+        cluster: Some(cluster.to_string()),
+        ..Default::default()
+    };
+    let mut agg = crate::diagnosis::Aggregator::new();
+    for (ts, m) in lines {
+        agg.add(&origin, None, *ts, m);
+    }
+    let (_, _, grants) = agg.finish_with_grants();
+    grants
+        .into_iter()
+        .filter(|g| {
+            principals
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(&g.principal))
+        })
+        .collect()
 }
 
 /// A pause of automatic remediation on one cluster.
@@ -467,6 +550,41 @@ mod tests {
         let inc = detect(&f, &g, &IncidentConfig::default());
         assert_eq!(inc[0].kind, IncidentKind::ConfigError);
         assert_eq!(inc[0].config_errors, 1);
+    }
+
+    #[test]
+    fn earlier_grants_are_looked_up_only_when_an_incident_is_possible() {
+        let lines: Vec<String> = (0..3)
+            .map(|i| denied(&format!("arn:aws:iam::111122223333:role/r{i}")))
+            .collect();
+        let (f, g) = batch(&lines);
+        let l = grant_lookups(&f, &g, &IncidentConfig::default());
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].1.len(), 3);
+        assert_eq!(
+            grant_pattern(&l[0].1[..2]),
+            r#"?"arn:aws:iam::111122223333:role/r0" ?"arn:aws:iam::111122223333:role/r1""#
+        );
+        let (f, g) = batch(&lines[..1]);
+        assert!(grant_lookups(&f, &g, &IncidentConfig::default()).is_empty());
+        let node = vec![denied("arn:aws:sts::111122223333:assumed-role/ng/i-0abc")];
+        let (f, g) = batch(&node);
+        assert_eq!(grant_lookups(&f, &g, &IncidentConfig::default()).len(), 1);
+        let found = grants_from_lines(
+            "prod",
+            &[(
+                Some(-60_000),
+                granted(
+                    "arn:aws:iam::111122223333:role/ng",
+                    "system:node:ip-1",
+                    "system:nodes",
+                ),
+            )],
+            &["arn:aws:iam::111122223333:role/ng".to_string()],
+        );
+        assert!(found[0].is_node());
+        let (f, _) = batch(&node);
+        assert_eq!(detect(&f, &found, &IncidentConfig::default()).len(), 1);
     }
 
     #[test]

@@ -565,3 +565,70 @@ async fn the_pause_persists_across_invocations_in_dynamodb() {
         r3.actions[0].reason
     );
 }
+
+#[tokio::test]
+async fn earlier_grants_in_the_log_group_count_as_granted_before() {
+    // The batch holds only denials (the breakage happened before it); the grants are in the
+    // cluster's log group from earlier.
+    let (fun, creds) = support::user_with_key("function").await;
+    let cluster = support::unique("hist");
+    let node = "arn:aws:iam::123456789012:role/eks-node-hist";
+    put_logs(
+        &cluster,
+        &[
+            (
+                AUTH_STREAM,
+                granted(
+                    node,
+                    "system:node:ip-10-0-9-9.ec2.internal",
+                    "system:bootstrappers system:nodes",
+                    1,
+                ),
+            ),
+            (
+                AUTH_STREAM,
+                granted(
+                    "arn:aws:iam::123456789012:role/ci-hist",
+                    "ci",
+                    "deployers",
+                    2,
+                ),
+            ),
+            (
+                AUTH_STREAM,
+                granted("arn:aws:iam::123456789012:role/unrelated", "x", "y", 3),
+            ),
+        ],
+    )
+    .await;
+    let at = eks_auth_remediator::timefmt::format_ms(now_ms());
+    let lines: Vec<String> = [
+        format!("arn:aws:sts::123456789012:assumed-role/eks-node-hist/i-0123456789abcdef0"),
+        "arn:aws:sts::123456789012:assumed-role/ci-hist/build".to_string(),
+    ]
+    .iter()
+    .map(|a| {
+        format!(
+            r#"time="{at}" level=warning msg="access denied" arn="{a}" error="ARN is not mapped""#
+        )
+    })
+    .collect();
+    let r = run(
+        edge(None, &creds, &fun.arn, None),
+        None,
+        &event(&cluster, &lines),
+    )
+    .await;
+    assert_eq!(r.incidents.len(), 1, "{:#?}", r.findings);
+    assert_eq!(r.incidents[0].node_roles, vec![node.to_string()]);
+    assert_eq!(r.incidents[0].principals.len(), 2);
+
+    // Offline nothing is looked up: no evidence, no incident.
+    let r = run(
+        Edge::Offline(eks_auth_remediator::facts::OfflineFacts),
+        None,
+        &event(&cluster, &lines),
+    )
+    .await;
+    assert!(r.incidents.is_empty());
+}
