@@ -603,7 +603,7 @@ async fn earlier_grants_in_the_log_group_count_as_granted_before() {
     .await;
     let at = eks_auth_remediator::timefmt::format_ms(now_ms());
     let lines: Vec<String> = [
-        format!("arn:aws:sts::123456789012:assumed-role/eks-node-hist/i-0123456789abcdef0"),
+        "arn:aws:sts::123456789012:assumed-role/eks-node-hist/i-0123456789abcdef0".to_string(),
         "arn:aws:sts::123456789012:assumed-role/ci-hist/build".to_string(),
     ]
     .iter()
