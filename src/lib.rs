@@ -6,8 +6,11 @@
 //! ```text
 //! event  -> decode (bounded base64/gzip/JSON)  -> parse (authenticator lines, any format)
 //!        -> diagnose (outcome + cause per line, findings per cluster/principal/cause)
+//!        -> incidents (cluster-wide: aws-auth parse errors, previously granted principals denied;
+//!           remediation paused per cluster, the pause stored in DynamoDB)
 //!        -> facts (trait; offline provider knows nothing) -> plan (one action per finding)
-//!        -> report (response JSON with findings, actions and ticket payloads)
+//!        -> report (response JSON with findings, actions and ticket payloads; the cluster
+//!           creator from the logs for tickets that need it; EMF metrics from the Lambda binary)
 //! ```
 //!
 //! ```
