@@ -499,6 +499,50 @@ mod tests {
     }
 
     #[test]
+    fn which_tickets_need_the_creator() {
+        use crate::diagnosis::{Aggregator, Origin};
+        use crate::facts::ActorFacts;
+        let origin = Origin {
+            cluster: Some("prod".into()),
+            ..Origin::default()
+        };
+        let mut agg = Aggregator::new();
+        agg.add(
+            &origin,
+            Some("1"),
+            Some(0),
+            BOB.replace("access granted", "access denied")
+                .replace("username=bob", "error=\"ARN is not mapped\"")
+                .as_str(),
+        );
+        agg.add(
+            &origin,
+            Some("2"),
+            Some(0),
+            r#"level=error msg="Errors parsing configmap: [x]""#,
+        );
+        let (f, _) = agg.finish();
+        let facts = Facts::default();
+        assert!(!needed(&f[0], None, &facts), "a plain not_mapped denial");
+        assert!(needed(&f[1], None, &facts), "config_error");
+        let broken = Refinement::AwsAuthBroken { detail: "x".into() };
+        assert!(needed(&f[0], Some(&broken), &facts));
+        let unprivileged = Facts {
+            actor: Some(ActorFacts {
+                arn: None,
+                role_assumed: false,
+                may_update_aws_auth: Some(false),
+                reason: None,
+            }),
+            ..Facts::default()
+        };
+        assert!(
+            needed(&f[0], None, &unprivileged),
+            "the function may not act"
+        );
+    }
+
+    #[test]
     fn deleted_sso_creator_needs_support_and_nothing_found_is_not_found() {
         let sso = ADMIN.replace(
             "user/ops/admin",
