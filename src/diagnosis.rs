@@ -753,6 +753,29 @@ pub struct Aggregator {
     outcome_counts: [u64; OUTCOMES.len()],
     cause_counts: [u64; Cause::ALL.len()],
     stats: Stats,
+    /// Principals granted access in the batch (evidence of "granted before" for incidents).
+    grants: Vec<Grant>,
+    grant_index: HashMap<String, usize>,
+}
+
+/// A principal the authenticator granted in the batch, with the username and groups it got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Grant {
+    pub cluster: Option<String>,
+    pub principal: String,
+    pub usernames: Vec<String>,
+    pub groups: Vec<String>,
+    pub count: u64,
+    pub first_ms: Option<i64>,
+    pub last_ms: Option<i64>,
+}
+
+impl Grant {
+    /// A node role: granted as `system:node:...` or in the `system:nodes` group.
+    pub fn is_node(&self) -> bool {
+        self.usernames.iter().any(|u| u.starts_with("system:node:"))
+            || self.groups.iter().any(|g| g == "system:nodes")
+    }
 }
 
 /// Every outcome, in declaration order (`Outcome as usize` indexes it).
@@ -968,6 +991,11 @@ impl Aggregator {
                     .insert(origin.cluster.clone(), r.to_string());
             }
         }
+        if d.outcome == Outcome::Granted {
+            let at = timestamp_ms.or_else(|| d.time.and_then(timefmt::parse_ms));
+            self.record_grant(origin, &d, &rec, at);
+            return;
+        }
         if !matches!(d.outcome, Outcome::Denied | Outcome::ConfigError) {
             return;
         }
@@ -1112,6 +1140,105 @@ impl Aggregator {
                 }
             }
         }
+        for g in later.grants {
+            self.absorb_grant(g);
+        }
+    }
+
+    fn record_grant(
+        &mut self,
+        origin: &Origin,
+        d: &DiagnosisRef<'_>,
+        rec: &AuthRecord<'_>,
+        at: Option<i64>,
+    ) {
+        let Some(principal) = d.principal.as_deref() else {
+            return;
+        };
+        group_key(
+            &mut self.key,
+            origin.cluster.as_deref(),
+            Some(principal),
+            Outcome::Granted,
+            None,
+        );
+        let i = match self.grant_index.get(self.key.as_str()) {
+            Some(&i) => i,
+            None => {
+                self.grant_index.insert(self.key.clone(), self.grants.len());
+                self.grants.push(Grant {
+                    cluster: origin.cluster.clone(),
+                    principal: principal.to_string(),
+                    usernames: Vec::new(),
+                    groups: Vec::new(),
+                    count: 0,
+                    first_ms: None,
+                    last_ms: None,
+                });
+                self.grants.len() - 1
+            }
+        };
+        let g = &mut self.grants[i];
+        g.count += 1;
+        if let Some(ms) = at {
+            g.first_ms = Some(g.first_ms.map_or(ms, |f| f.min(ms)));
+            g.last_ms = Some(g.last_ms.map_or(ms, |l| l.max(ms)));
+        }
+        if let Some(u) = d.username {
+            if g.usernames.len() < MAX_EVIDENCE && !g.usernames.iter().any(|x| x == u) {
+                g.usernames.push(u.to_string());
+            }
+        }
+        if let Some(groups) = rec.get("groups") {
+            for grp in groups
+                .trim_matches(|c| c == '[' || c == ']')
+                .split_whitespace()
+            {
+                if g.groups.len() < MAX_EVIDENCE && !g.groups.iter().any(|x| x == grp) {
+                    g.groups.push(grp.to_string());
+                }
+            }
+        }
+    }
+
+    /// Merges a grant record of a later part (see [`Aggregator::absorb`]).
+    fn absorb_grant(&mut self, g: Grant) {
+        group_key(
+            &mut self.key,
+            g.cluster.as_deref(),
+            Some(&g.principal),
+            Outcome::Granted,
+            None,
+        );
+        let Some(&i) = self.grant_index.get(self.key.as_str()) else {
+            self.grant_index.insert(self.key.clone(), self.grants.len());
+            self.grants.push(g);
+            return;
+        };
+        let mine = &mut self.grants[i];
+        mine.count += g.count;
+        mine.first_ms = match (mine.first_ms, g.first_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        mine.last_ms = match (mine.last_ms, g.last_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        for (list, more) in [(&mut mine.usernames, g.usernames), (&mut mine.groups, g.groups)] {
+            for v in more {
+                if list.len() < MAX_EVIDENCE && !list.contains(&v) {
+                    list.push(v);
+                }
+            }
+        }
+    }
+
+    /// As [`Aggregator::finish`], with the principals granted in the batch.
+    pub fn finish_with_grants(mut self) -> (Vec<Finding>, Stats, Vec<Grant>) {
+        let grants = std::mem::take(&mut self.grants);
+        let (f, s) = self.finish();
+        (f, s, grants)
     }
 
     /// The findings in first-seen order, and the batch's counts.

@@ -59,3 +59,65 @@ impl Remediator for Edge {
         }
     }
 }
+
+impl Edge {
+    /// Applies the configuration the edge needs: the pause table and the creator lookup.
+    pub fn configure(&mut self, config: &crate::handler::Config) {
+        if let Edge::Aws(a) = self {
+            a.pauses.table.clone_from(&config.incident.table);
+            a.creators.config = config.creator;
+        }
+    }
+}
+
+impl crate::creator::CreatorLookup for Edge {
+    async fn creator(&self, cluster: &str) -> crate::creator::CreatorInfo {
+        match self {
+            Edge::Offline(_) => crate::creator::CreatorInfo::unknown("offline: not looked up"),
+            Edge::Aws(a) => a.creators.creator(cluster).await,
+        }
+    }
+
+    async fn log_lines(
+        &self,
+        cluster: &str,
+        pattern: &str,
+        since_ms: i64,
+    ) -> Result<Vec<(Option<i64>, String)>, String> {
+        match self {
+            Edge::Offline(_) => Ok(Vec::new()),
+            Edge::Aws(a) => a.creators.log_lines(cluster, pattern, since_ms).await,
+        }
+    }
+}
+
+impl crate::incident::PauseStore for Edge {
+    fn pause_table(&self) -> Option<&str> {
+        match self {
+            Edge::Offline(_) => None,
+            Edge::Aws(a) => a.pauses.pause_table(),
+        }
+    }
+
+    async fn load_pause(
+        &self,
+        cluster: &str,
+        now_s: i64,
+    ) -> Result<Option<crate::incident::StoredPause>, String> {
+        match self {
+            Edge::Offline(_) => Ok(None),
+            Edge::Aws(a) => a.pauses.load_pause(cluster, now_s).await,
+        }
+    }
+
+    async fn save_pause(
+        &self,
+        cluster: &str,
+        pause: &crate::incident::StoredPause,
+    ) -> Result<(), String> {
+        match self {
+            Edge::Offline(_) => Ok(()),
+            Edge::Aws(a) => a.pauses.save_pause(cluster, pause).await,
+        }
+    }
+}

@@ -53,6 +53,10 @@ pub struct AwsFacts {
     pub actor_arn: Option<String>,
     pub role_assumed: bool,
     cache: tokio::sync::Mutex<Cache>,
+    /// The cluster creator lookup (CloudWatch Logs + IAM), cached per cluster.
+    pub creators: crate::creator_aws::CreatorCache,
+    /// Incident pauses across invocations (DynamoDB; no table: none).
+    pub pauses: crate::incident_aws::DynamoPauses,
 }
 
 impl AwsFacts {
@@ -62,9 +66,22 @@ impl AwsFacts {
         actor_arn: Option<String>,
         role_assumed: bool,
     ) -> AwsFacts {
+        let iam = aws_sdk_iam::Client::new(config);
         AwsFacts {
+            creators: crate::creator_aws::CreatorCache::new(
+                crate::creator_aws::AwsLogSearch {
+                    logs: aws_sdk_cloudwatchlogs::Client::new(config),
+                    iam: iam.clone(),
+                    poll: Duration::from_millis(500),
+                },
+                crate::creator::CreatorConfig::default(),
+            ),
+            pauses: crate::incident_aws::DynamoPauses {
+                client: aws_sdk_dynamodb::Client::new(config),
+                table: None,
+            },
             region: config.region().map(|r| r.to_string()).unwrap_or_default(),
-            iam: aws_sdk_iam::Client::new(config),
+            iam,
             eks: SdkEks {
                 client: aws_sdk_eks::Client::new(config),
             },
@@ -83,11 +100,31 @@ impl AwsFacts {
         actor_arn: Option<String>,
         role_assumed: bool,
     ) -> AwsFacts {
-        AwsFacts {
-            iam,
+        let mut facts = AwsFacts {
+            iam: iam.clone(),
             eks: SdkEks { client: eks },
             ..AwsFacts::new(config, actor_arn, role_assumed)
-        }
+        };
+        facts.creators.search.iam = iam;
+        facts
+    }
+
+    /// Sets the CloudWatch Logs and DynamoDB clients (emulator endpoints in tests), the pause
+    /// table and the creator lookup's settings.
+    pub fn with_incident_parts(
+        mut self,
+        logs: aws_sdk_cloudwatchlogs::Client,
+        dynamodb: aws_sdk_dynamodb::Client,
+        table: Option<String>,
+        creator: crate::creator::CreatorConfig,
+    ) -> AwsFacts {
+        self.creators.search.logs = logs;
+        self.creators.config = creator;
+        self.pauses = crate::incident_aws::DynamoPauses {
+            client: dynamodb,
+            table,
+        };
+        self
     }
 
     /// Forgets cached facts (after a change, so verification reads fresh state).

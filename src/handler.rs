@@ -5,9 +5,11 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::audit;
-use crate::diagnosis::{Aggregator, Finding, Origin, Stats};
+use crate::creator::CreatorLookup;
+use crate::diagnosis::{Aggregator, Finding, Grant, Origin, Stats};
 use crate::event::{self, DecodeError, Decoded, Limits, Source};
 use crate::facts::{self, Facts, FactsProvider, Refinement};
+use crate::incident::{self, PauseStore};
 use crate::plan::{self, Action, ActionStatus};
 use crate::policy::{Mode, Policy};
 use crate::remedy::Remediator;
@@ -20,6 +22,10 @@ pub struct Config {
     pub limits: Limits,
     /// The function's region (Lambda's `AWS_REGION`), used when the event does not carry one.
     pub region: Option<String>,
+    /// Incident thresholds and the pause (`EKS_AUTH_INCIDENT_*`, `EKS_AUTH_SUPPRESSION_TABLE`).
+    pub incident: crate::incident::IncidentConfig,
+    /// The cluster creator lookup (`EKS_AUTH_CREATOR_*`).
+    pub creator: crate::creator::CreatorConfig,
 }
 
 /// A configuration value that cannot be used: a startup error, never a silent default.
@@ -71,7 +77,58 @@ impl Config {
         let region = get("AWS_REGION")
             .or_else(|| get("AWS_DEFAULT_REGION"))
             .filter(|r| !r.is_empty());
-        Ok(Config { limits, region })
+        let mut incident = crate::incident::IncidentConfig::default();
+        let mut creator = crate::creator::CreatorConfig::default();
+        let positive = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or(ConfigError {
+                            name,
+                            value: v,
+                            reason: "expected a positive integer",
+                        })
+                })
+                .transpose()
+        };
+        if let Some(n) = positive("EKS_AUTH_INCIDENT_MIN_PRINCIPALS")? {
+            incident.min_principals = n as usize;
+        }
+        if let Some(n) = positive("EKS_AUTH_INCIDENT_PAUSE_SECONDS")? {
+            incident.pause_secs = n;
+        }
+        if let Some(n) = positive("EKS_AUTH_INCIDENT_GRANT_LOOKBACK_HOURS")? {
+            incident.grant_lookback_hours = n;
+        }
+        if let Some(n) = positive("EKS_AUTH_CREATOR_LOOKBACK_DAYS")? {
+            creator.lookback_days = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = positive("EKS_AUTH_CREATOR_TIMEOUT_SECONDS")? {
+            creator.timeout_secs = n;
+        }
+        if let Some(v) = get("EKS_AUTH_INCIDENT_NODE_ROLES") {
+            incident.node_roles_trigger = match v.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(ConfigError {
+                        name: "EKS_AUTH_INCIDENT_NODE_ROLES",
+                        value: v,
+                        reason: "expected true or false",
+                    })
+                }
+            };
+        }
+        incident.table = get("EKS_AUTH_SUPPRESSION_TABLE").filter(|t| !t.trim().is_empty());
+        Ok(Config {
+            limits,
+            region,
+            incident,
+            creator,
+        })
     }
 }
 
@@ -100,6 +157,10 @@ pub struct Response {
     pub tickets: Vec<Ticket>,
     /// One record per change applied, planned (dry-run) or refused after planning.
     pub audit: Vec<audit::Record>,
+    /// Cluster-wide incidents found in this batch (each has one critical ticket).
+    pub incidents: Vec<crate::incident::Incident>,
+    /// Clusters whose automatic remediation is paused, and why (detected now or stored).
+    pub pauses: Vec<crate::incident::Pause>,
     pub stats: Stats,
     /// Which tickets were opened or suppressed, and what each sink did with them.
     pub delivery: DeliveryReport,
@@ -226,7 +287,7 @@ impl Budget {
 /// # Errors
 /// [`HandlerError::Decode`] when the event cannot be decoded (unparsable lines are counted, not
 /// fatal); [`HandlerError::TicketDelivery`] when a sink or the suppression store failed.
-pub async fn handle_value<E: FactsProvider + Remediator>(
+pub async fn handle_value<E: FactsProvider + Remediator + CreatorLookup + PauseStore>(
     event: &serde_json::Value,
     deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
@@ -238,7 +299,7 @@ pub async fn handle_value<E: FactsProvider + Remediator>(
 ///
 /// # Errors
 /// As [`handle_value`].
-pub async fn handle_bytes<E: FactsProvider + Remediator>(
+pub async fn handle_bytes<E: FactsProvider + Remediator + CreatorLookup + PauseStore>(
     raw: &[u8],
     deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
@@ -265,6 +326,15 @@ pub const MAX_THREADS: usize = 4;
 /// Groups a decoded event into findings (pure). Large batches are split into consecutive parts
 /// diagnosed on their own threads and merged; the result is exactly the single-threaded one.
 pub fn diagnose_decoded(decoded: &Decoded, config: &Config) -> (Vec<Finding>, Stats) {
+    let (f, s, _) = diagnose_decoded_with_grants(decoded, config);
+    (f, s)
+}
+
+/// As [`diagnose_decoded`], with the principals the batch granted (for incident detection).
+pub fn diagnose_decoded_with_grants(
+    decoded: &Decoded,
+    config: &Config,
+) -> (Vec<Finding>, Stats, Vec<Grant>) {
     let total: usize = decoded.batches.iter().map(|b| b.events.len()).sum();
     let threads = if total >= PARALLEL_MIN_EVENTS {
         std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
@@ -274,8 +344,12 @@ pub fn diagnose_decoded(decoded: &Decoded, config: &Config) -> (Vec<Finding>, St
     diagnose_with(decoded, config, threads)
 }
 
-/// [`diagnose_decoded`] split into `threads` parts (one part per thread).
-pub fn diagnose_with(decoded: &Decoded, config: &Config, threads: usize) -> (Vec<Finding>, Stats) {
+/// [`diagnose_decoded_with_grants`] split into `threads` parts (one part per thread).
+pub fn diagnose_with(
+    decoded: &Decoded,
+    config: &Config,
+    threads: usize,
+) -> (Vec<Finding>, Stats, Vec<Grant>) {
     let batches: Vec<(Origin, &event::Events)> = decoded
         .batches
         .iter()
@@ -320,12 +394,12 @@ pub fn diagnose_with(decoded: &Decoded, config: &Config, threads: usize) -> (Vec
                 first.absorb(part);
             }
             if merged {
-                return first.finish();
+                return first.finish_with_grants();
             }
         }
         // Ids out of order (a redelivery crossing parts): one pass over everything.
     }
-    aggregate(&batches, 0, total).finish()
+    aggregate(&batches, 0, total).finish_with_grants()
 }
 
 /// Feeds events `from..to` of the concatenated batches into a new aggregator.
@@ -355,11 +429,36 @@ fn audit_result(status: ActionStatus) -> &'static str {
 }
 
 /// Diagnoses, gathers facts, plans, applies (enforce mode) and builds tickets for a decoded event.
-pub async fn handle_decoded<E: FactsProvider + Remediator>(
+pub async fn handle_decoded<E: FactsProvider + Remediator + CreatorLookup + PauseStore>(
     decoded: &Decoded,
     deps: &Deps<E>,
 ) -> Response {
-    let (findings, stats) = diagnose_decoded(decoded, &deps.config);
+    let (findings, stats, mut grants) = diagnose_decoded_with_grants(decoded, &deps.config);
+    // Earlier grants the batch does not show, from the cluster's log group (AWS edge only).
+    let lookback_ms = deps.config.incident.grant_lookback_hours as i64 * 3_600_000;
+    for (cluster, principals) in incident::grant_lookups(&findings, &grants, &deps.config.incident)
+    {
+        let since = audit_now_s() * 1000 - lookback_ms;
+        match deps
+            .edge
+            .log_lines(&cluster, &incident::grant_pattern(&principals), since)
+            .await
+        {
+            Ok(lines) => grants.extend(incident::grants_from_lines(&cluster, &lines, &principals)),
+            Err(e) => tracing::warn!(cluster, error = %e, "cannot look up earlier grants"),
+        }
+    }
+    let incidents = incident::detect(&findings, &grants, &deps.config.incident);
+    let finding_clusters: BTreeSet<String> =
+        findings.iter().filter_map(|f| f.cluster.clone()).collect();
+    let pauses = incident::resolve_pauses(
+        &deps.edge,
+        &finding_clusters,
+        &incidents,
+        &deps.config.incident,
+        audit_now_s(),
+    )
+    .await;
     let policy = deps.policy.as_ref();
     let enforce = !deps.dry_run_only && policy.is_some_and(|p| p.mode() == Mode::Enforce);
     let limits = policy.map(|p| p.limits());
@@ -381,6 +480,13 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
             policy,
             budget,
         });
+        // While a cluster's incident lasts, changes there become tickets.
+        let covering = incidents.iter().find(|i| i.finding_ids.contains(&f.id));
+        if let Some(inc) = covering {
+            incident::cover_action(&mut action, inc);
+        } else if let Some(p) = f.cluster.as_ref().and_then(|c| pauses.get(c)) {
+            incident::pause_action(&mut action, p);
+        }
         let mut before_after = (None, None);
         if let Some(change) = action.change.clone() {
             changes_left = changes_left.saturating_sub(1);
@@ -440,8 +546,14 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
             action.status,
             ActionStatus::Emitted | ActionStatus::Failed | ActionStatus::Planned
         );
-        if needs_ticket && action.ticket_id.is_some() {
-            let t = ticket::build_with(&f, refinement.as_ref(), Some(&action));
+        if needs_ticket && action.ticket_id.is_some() && covering.is_none() {
+            let mut t = ticket::build_with(&f, refinement.as_ref(), Some(&action));
+            if let (true, Some(c)) = (
+                crate::creator::needed(&f, refinement.as_ref(), &fx),
+                f.cluster.as_deref(),
+            ) {
+                ticket::add_creator(&mut t, deps.edge.creator(c).await);
+            }
             tracing::info!(
                 ticket_id = %t.id,
                 cause = t.cause.map(|c| c.as_str()).unwrap_or("config_error"),
@@ -459,6 +571,29 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
             facts: fx,
             refinement,
         });
+    }
+    for inc in &incidents {
+        let first = reports
+            .iter()
+            .find(|r| r.finding.cluster.as_deref() == Some(inc.cluster.as_str()));
+        let creator = deps.edge.creator(&inc.cluster).await;
+        let t = ticket::incident_ticket(
+            inc,
+            first.and_then(|r| r.finding.region.as_deref()),
+            first.and_then(|r| r.finding.account.as_deref()),
+            first.and_then(|r| r.facts.authentication_mode.as_deref()),
+            Some(creator),
+        );
+        tracing::warn!(
+            incident_id = %inc.id,
+            kind = inc.kind.as_str(),
+            cluster = %inc.cluster,
+            principals = inc.principals.len(),
+            node_roles = inc.node_roles.len(),
+            ticket = %serde_json::to_string(&t).unwrap_or_default(),
+            "incident"
+        );
+        tickets.push(t);
     }
     let clusters: BTreeSet<String> = decoded
         .batches
@@ -493,9 +628,17 @@ pub async fn handle_decoded<E: FactsProvider + Remediator>(
         actions,
         tickets,
         audit,
+        incidents,
+        pauses: pauses.into_values().collect(),
         stats,
         delivery,
     }
+}
+
+fn audit_now_s() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]
@@ -512,6 +655,7 @@ mod tests {
         let decoded = event::decode_value(&ev, &config.limits).unwrap();
         let one = diagnose_with(&decoded, &config, 1);
         assert_eq!(one.1.parsed, 3_000);
+        assert!(!one.2.is_empty(), "the batch grants some principals");
         for threads in [2, 3, 4, 7] {
             assert_eq!(
                 diagnose_with(&decoded, &config, threads),
@@ -519,7 +663,7 @@ mod tests {
                 "{threads} threads"
             );
         }
-        assert_eq!(diagnose_decoded(&decoded, &config), one);
+        assert_eq!(diagnose_decoded_with_grants(&decoded, &config), one);
 
         // The same lines delivered twice, as two Kinesis records: every id repeats in the
         // second half, so the parts cannot be merged; counts stay those of one delivery.

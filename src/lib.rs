@@ -6,8 +6,11 @@
 //! ```text
 //! event  -> decode (bounded base64/gzip/JSON)  -> parse (authenticator lines, any format)
 //!        -> diagnose (outcome + cause per line, findings per cluster/principal/cause)
+//!        -> incidents (cluster-wide: aws-auth parse errors, previously granted principals denied;
+//!           remediation paused per cluster, the pause stored in DynamoDB)
 //!        -> facts (trait; offline provider knows nothing) -> plan (one action per finding)
-//!        -> report (response JSON with findings, actions and ticket payloads)
+//!        -> report (response JSON with findings, actions and ticket payloads; the cluster
+//!           creator from the logs for tickets that need it; EMF metrics from the Lambda binary)
 //!        -> deliver (tickets opened once per window to SNS / EventBridge / webhook; see sinks)
 //! ```
 //!
@@ -26,6 +29,8 @@ pub mod authlog;
 pub mod aws;
 pub mod aws_auth;
 pub mod benchdata;
+pub mod creator;
+pub mod creator_aws;
 pub mod diagnosis;
 pub mod edge;
 pub mod eks_token;
@@ -34,10 +39,14 @@ pub mod eventgen;
 pub mod facts;
 pub mod facts_aws;
 pub mod handler;
+pub mod incident;
+pub mod incident_aws;
 pub mod logging;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod remedy;
+pub mod report;
 pub mod sinks;
 pub mod suppress;
 pub mod ticket;

@@ -6,8 +6,10 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::arn::{Arn, PrincipalKind};
+use crate::creator::{CreatorInfo, CreatorStatus};
 use crate::diagnosis::{Cause, Finding, Outcome};
 use crate::facts::Refinement;
+use crate::incident::{Incident, IncidentKind};
 use crate::plan::Action;
 
 /// Bumped on any incompatible change to the payload; additive changes keep it.
@@ -74,6 +76,13 @@ pub struct Ticket {
     /// What the remediator planned or tried, and why it did not (fully) fix it.
     pub action: Option<Action>,
     pub source: &'static str,
+    /// The cluster creator (who can restore aws-auth), for tickets that need it
+    /// (`crate::creator::needed`) and incidents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creator: Option<CreatorInfo>,
+    /// The cluster-wide incident this ticket reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incident: Option<Incident>,
 }
 
 /// The Logs Insights query the runbook uses to find the cluster creator.
@@ -152,7 +161,193 @@ pub fn build_with(f: &Finding, refinement: Option<&Refinement>, action: Option<&
         refinement: refinement.cloned(),
         action: action.cloned(),
         source: concat!("eks-auth-remediator ", env!("CARGO_PKG_VERSION")),
+        creator: None,
+        incident: None,
     }
+}
+
+/// Puts the cluster creator in a ticket: its advice in the diagnosis, the commands that use or
+/// recreate it first.
+pub fn add_creator(t: &mut Ticket, c: CreatorInfo) {
+    let cluster = t.cluster.clone().unwrap_or_else(|| "$CLUSTER".into());
+    let region = t.region.clone().unwrap_or_else(|| "$AWS_REGION".into());
+    let cmds = crate::creator::commands(&c, &cluster, &region);
+    for cmd in cmds.into_iter().rev() {
+        t.recommended_commands.insert(0, cmd);
+    }
+    t.diagnosis
+        .push_str(&format!(" Cluster creator: {}", c.advice));
+    t.creator = Some(c);
+}
+
+/// The one critical ticket for a cluster-wide incident.
+pub fn incident_ticket(
+    inc: &Incident,
+    region: Option<&str>,
+    account: Option<&str>,
+    mode_hint: Option<&str>,
+    creator: Option<CreatorInfo>,
+) -> Ticket {
+    let f = Finding {
+        id: inc.id.clone(),
+        cluster: Some(inc.cluster.clone()),
+        account: account.map(str::to_string),
+        region: region.map(str::to_string),
+        outcome: match inc.kind {
+            IncidentKind::ConfigError => Outcome::ConfigError,
+            IncidentKind::MassUnmapping => Outcome::Denied,
+        },
+        cause: match inc.kind {
+            IncidentKind::ConfigError => None,
+            IncidentKind::MassUnmapping => Some(Cause::NotMapped),
+        },
+        principal: None,
+        principal_type: None,
+        count: inc.denials + inc.config_errors,
+        first_seen: inc.first_seen.clone(),
+        last_seen: inc.last_seen.clone(),
+        distinct_clients: 0,
+        clients: Vec::new(),
+        sts_error_codes: Vec::new(),
+        sts_regions: Vec::new(),
+        details: inc.principals.clone(),
+        errors: Vec::new(),
+        log_group: Some(crate::creator::log_group(&inc.cluster)),
+        log_streams: Vec::new(),
+        samples: inc.samples.clone(),
+    };
+    let x = Ctx::new(&f);
+    let what = match inc.kind {
+        IncidentKind::ConfigError => format!(
+            "the authenticator cannot parse aws-auth ({} error line(s)) and drops entries",
+            inc.config_errors
+        ),
+        IncidentKind::MassUnmapping => format!(
+            "{} principal(s) granted earlier are now denied not_mapped",
+            inc.principals.len()
+        ),
+    };
+    let nodes = if inc.node_roles.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Node role(s) {} lost their mapping: their nodes cannot renew credentials and go NotReady.",
+            inc.node_roles.join(", ")
+        )
+    };
+    let mut diagnosis = format!(
+        "Incident {} ({}) on cluster {}: {what}. aws-auth was most likely edited and lost mappings that worked; every identity it mapped may be locked out.{nodes} Automatic remediation on this cluster is paused while the incident lasts. Restore access as the cluster creator, who keeps access in CONFIG_MAP mode: restore aws-auth from a known-good copy, re-add the node role mapping with groups system:bootstrappers and system:nodes, or create access entries if the authentication mode allows.",
+        inc.id,
+        inc.kind.as_str(),
+        inc.cluster
+    );
+    if let Some(m) = mode_hint {
+        diagnosis.push_str(&format!(" Authentication mode: {m}."));
+    }
+    let mut cmds = vec![
+        x.auth_mode(),
+        x.c(
+            "As the creator: save the current (broken) aws-auth before changing it",
+            "kubectl -n kube-system get configmap aws-auth -o yaml > aws-auth.broken.yaml",
+        ),
+        x.c(
+            "Restore aws-auth from a known-good copy (GitOps repository, backup, or the last-applied annotation)",
+            "kubectl apply -f aws-auth.known-good.yaml",
+        ),
+        x.c(
+            "...or fix it in place, keeping every other entry (node roles first)",
+            "kubectl edit -n kube-system configmap/aws-auth",
+        ),
+    ];
+    for node in &inc.node_roles {
+        let arn = Arn::parse(node).map_or(node.clone(), |a| a.without_path().to_string());
+        cmds.push(x.c(
+            "Re-add the node role mapping with the node groups",
+            format!(
+                "eksctl create iamidentitymapping --cluster {} --region {} --arn {} --username 'system:node:{{{{EC2PrivateDNSName}}}}' --group system:bootstrappers --group system:nodes --no-duplicate-arns",
+                x.cluster, x.region, sh(&arn)
+            ),
+        ));
+        cmds.push(x.c(
+            "API or API_AND_CONFIG_MAP mode: an EC2_LINUX access entry maps the node role instead",
+            format!(
+                "aws eks create-access-entry --cluster-name {} --region {} --principal-arn \"$(aws iam get-role --role-name {} --query Role.Arn --output text)\" --type EC2_LINUX",
+                x.cluster,
+                x.region,
+                sh(&Arn::parse(node).map_or(node.clone(), |a| a.name().to_string()))
+            ),
+        ));
+    }
+    if !inc.principals.is_empty() {
+        cmds.push(x.c(
+            "API or API_AND_CONFIG_MAP mode: access entries for the other principals (STANDARD; then associate-access-policy)",
+            format!(
+                "for arn in {}; do aws eks create-access-entry --cluster-name {} --region {} --principal-arn \"$arn\" --type STANDARD; done",
+                inc.principals
+                    .iter()
+                    .filter(|p| !inc.node_roles.contains(p))
+                    .map(|p| sh(p))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                x.cluster,
+                x.region
+            ),
+        ));
+    }
+    cmds.push(x.c(
+        "Verify: nodes Ready and the principals authenticated again",
+        "kubectl get nodes && kubectl get svc",
+    ));
+    if creator
+        .as_ref()
+        .is_none_or(|c| c.status != CreatorStatus::Found)
+    {
+        cmds.extend(x.creator());
+    }
+    let mut t = Ticket {
+        schema_version: SCHEMA_VERSION,
+        id: inc.ticket_id.clone(),
+        finding_id: inc.id.clone(),
+        title: format!(
+            "[eks-auth] {}: INCIDENT {}: {what}",
+            inc.cluster,
+            inc.kind.as_str()
+        ),
+        severity: Severity::Critical,
+        cluster: f.cluster.clone(),
+        region: f.region.clone(),
+        account: f.account.clone(),
+        principal: None,
+        principal_type: None,
+        aws_auth_arn: None,
+        outcome: f.outcome,
+        cause: f.cause,
+        diagnosis,
+        evidence: Evidence {
+            count: f.count,
+            first_seen: f.first_seen.clone(),
+            last_seen: f.last_seen.clone(),
+            distinct_clients: 0,
+            clients: Vec::new(),
+            sts_error_codes: Vec::new(),
+            sts_regions: Vec::new(),
+            details: f.details.clone(),
+            errors: Vec::new(),
+            log_group: f.log_group.clone(),
+            log_streams: Vec::new(),
+            samples: f.samples.clone(),
+        },
+        recommended_commands: cmds,
+        refinement: None,
+        action: None,
+        source: concat!("eks-auth-remediator ", env!("CARGO_PKG_VERSION")),
+        creator: None,
+        incident: Some(inc.clone()),
+    };
+    if let Some(c) = creator {
+        add_creator(&mut t, c);
+    }
+    t
 }
 
 /// Values every command needs, shell-quoted, with variables where the batch did not tell us.
@@ -645,6 +840,37 @@ pub fn to_markdown(t: &Ticket) -> String {
         let _ = writeln!(s, "| Seen | {a} .. {b} |");
     }
     let _ = writeln!(s, "\n## Diagnosis\n\n{}\n", t.diagnosis);
+    if let Some(inc) = &t.incident {
+        let _ = writeln!(
+            s,
+            "## Incident\n\n- Id: `{}` ({})\n- Principals granted before, now denied: {}\n- Node roles: {}\n- aws-auth parse errors: {}\n",
+            inc.id,
+            inc.kind.as_str(),
+            if inc.principals.is_empty() { "none".into() } else { inc.principals.join(", ") },
+            if inc.node_roles.is_empty() { "none".into() } else { inc.node_roles.join(", ") },
+            inc.config_errors
+        );
+    }
+    if let Some(c) = &t.creator {
+        let _ = writeln!(s, "## Cluster creator\n");
+        let _ = writeln!(
+            s,
+            "- Creator: {}\n- Still exists in IAM: {}\n- Found with: {}",
+            c.arn
+                .as_deref()
+                .map_or("unknown".into(), |a| format!("`{a}`")),
+            c.exists.map_or("unknown", |x| if x { "yes" } else { "no" }),
+            match c.source {
+                crate::creator::CreatorSource::Insights => "Logs Insights",
+                crate::creator::CreatorSource::FilterLogEvents => "FilterLogEvents",
+                crate::creator::CreatorSource::None => "not searched",
+            }
+        );
+        if let Some(e) = &c.evidence {
+            let _ = writeln!(s, "- Evidence: `{e}`");
+        }
+        let _ = writeln!(s, "\n{}\n", c.advice);
+    }
     let _ = writeln!(s, "## What to do\n");
     for (i, c) in t.recommended_commands.iter().enumerate() {
         let _ = writeln!(

@@ -59,6 +59,10 @@ enum Cmd {
         /// Print the tickets as Markdown instead of the response JSON.
         #[arg(long)]
         markdown: bool,
+        /// Also print the CloudWatch EMF metric documents the Lambda function would emit (one
+        /// JSON line each) to stderr.
+        #[arg(long)]
+        metrics: bool,
     },
     /// Like `invoke`, but never writes: shows the plan exactly as enforce would apply it.
     Plan {
@@ -71,6 +75,18 @@ enum Cmd {
         region: Option<String>,
         #[arg(long)]
         markdown: bool,
+    },
+    /// Summarise one or more event files offline: causes and principals with counts, first and
+    /// last seen, and denials over time as a text histogram. No network call.
+    Report {
+        #[arg(required = true)]
+        events: Vec<PathBuf>,
+        /// No ANSI colour (also when stdout is not a terminal, or NO_COLOR is set).
+        #[arg(long)]
+        no_color: bool,
+        /// Output width in columns (else $COLUMNS, else 80).
+        #[arg(long)]
+        width: Option<usize>,
     },
     /// Print an ExecCredential with a bearer token for the cluster, like `aws eks get-token`
     /// (usable as a kubectl exec credential plugin).
@@ -149,19 +165,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             policy,
             region,
             markdown,
-        } => invoke(&event, offline, policy, region, markdown, false),
+            metrics,
+        } => invoke(&event, offline, policy, region, (markdown, metrics), false),
         Cmd::Plan {
             event,
             offline,
             policy,
             region,
             markdown,
-        } => invoke(&event, offline, policy, region, markdown, true),
+        } => invoke(&event, offline, policy, region, (markdown, false), true),
         Cmd::Token {
             cluster,
             region,
             role_arn,
         } => token(&cluster, region, role_arn),
+        Cmd::Report {
+            events,
+            no_color,
+            width,
+        } => report(&events, no_color, width),
         Cmd::Event {
             cluster,
             account,
@@ -195,6 +217,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+fn report(paths: &[PathBuf], no_color: bool, width: Option<usize>) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let limits = eks_auth_remediator::event::Limits::default();
+    let mut decoded = Vec::with_capacity(paths.len());
+    for p in paths {
+        let raw = read_limited(p, limits.max_event_bytes)?;
+        decoded.push(
+            eks_auth_remediator::event::decode_bytes(&raw, &limits)
+                .map_err(|e| anyhow::anyhow!(handler::format_chain(&e)))
+                .with_context(|| format!("{}", p.display()))?,
+        );
+    }
+    let (entries, unparsed) = eks_auth_remediator::report::collect(&decoded);
+    let color =
+        !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    let width = width
+        .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()))
+        .unwrap_or(80);
+    let out = eks_auth_remediator::report::render(
+        &entries,
+        unparsed,
+        &eks_auth_remediator::report::Options { width, color },
+    );
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(())
+}
+
 /// Text input for `explain` and `event`: a file, or stdin when none or `-`.
 fn read_input(path: Option<&std::path::Path>) -> anyhow::Result<String> {
     let limit = eks_auth_remediator::event::DEFAULT_MAX_EVENT;
@@ -210,9 +259,10 @@ fn invoke(
     offline: bool,
     policy: Option<PathBuf>,
     region: Option<String>,
-    markdown: bool,
+    (markdown, metrics): (bool, bool),
     dry_run_only: bool,
 ) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let mut config = Config::from_env()?;
     if region.is_some() {
         config.region = region.clone();
@@ -227,7 +277,7 @@ fn invoke(
         .enable_all()
         .build()?;
     let (response, failure) = rt.block_on(async {
-        let (edge, delivery) = if offline {
+        let (mut edge, delivery) = if offline {
             (
                 Edge::Offline(OfflineFacts),
                 Delivery::Disabled("--offline: tickets are not delivered".into()),
@@ -246,6 +296,7 @@ fn invoke(
                 delivery,
             )
         };
+        edge.configure(&config);
         let deps = Deps {
             policy,
             dry_run_only,
@@ -265,6 +316,21 @@ fn invoke(
             Err(e) => Err(anyhow::anyhow!(handler::format_chain(&e))),
         }
     })?;
+    if metrics {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let docs = eks_auth_remediator::metrics::documents(
+            &response,
+            None,
+            started.elapsed().as_secs_f64() * 1000.0,
+            now_ms,
+        );
+        let mut stderr = std::io::stderr().lock();
+        for d in docs {
+            writeln!(stderr, "{d}")?;
+        }
+    }
     let mut stdout = std::io::stdout().lock();
     if markdown {
         for t in &response.tickets {
