@@ -52,6 +52,8 @@ pub enum Note {
     RemovedNodeMapping { line: Option<usize> },
     /// Several entries named the ARN; all were removed.
     RemovedEntries { count: usize },
+    /// A conflicting entry for the ARN was removed so the new one could be added (`--replace`).
+    Replaced { arn: String, line: Option<usize> },
 }
 
 impl fmt::Display for Note {
@@ -81,6 +83,9 @@ impl fmt::Display for Note {
                 write!(f, "removed a node mapping{}", at(*line))
             }
             Note::RemovedEntries { count } => write!(f, "removed {count} entries for the same ARN"),
+            Note::Replaced { arn, line } => {
+                write!(f, "replaced the earlier mapping of {arn}{}", at(*line))
+            }
         }
     }
 }

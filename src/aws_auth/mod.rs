@@ -34,6 +34,8 @@ mod edit;
 mod flow;
 mod layout;
 mod lookup;
+mod manifest;
+mod manifest_edit;
 mod node;
 mod problems;
 mod render;
@@ -47,6 +49,11 @@ pub use analyze::{
 pub use change::{remove, replace_arn};
 pub use edit::{add, add_role, add_user, Edit, EditError, NewMapping, Note};
 pub use lookup::{find_mapping, MatchKind};
+pub use manifest_edit::{add_mapping, list_for, remove_mapping};
+pub use manifest::{
+    edit_list, parse_manifest, target, DocKind, Document, Located, Manifest, ManifestEdit,
+    ManifestError, SyntaxError,
+};
 pub use problems::{DropReason, Field, Problem, RESERVED_USERNAME_PREFIXES, TEMPLATES};
 
 #[cfg(test)]
