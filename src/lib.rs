@@ -25,6 +25,7 @@ pub mod authlog;
 pub mod aws;
 pub mod aws_auth;
 pub mod benchdata;
+pub mod cli_aws_auth;
 pub mod diagnosis;
 pub mod edge;
 pub mod eks_token;

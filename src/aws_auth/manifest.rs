@@ -14,7 +14,9 @@ use serde_norway::Value;
 
 use super::analyze::ListKind;
 use super::edit::{unsafe_, Edit, EditError, Note};
-use super::layout::{block_pair, indent, line_kind, line_of, split_lines, Line, LineKind, ValueTok};
+use super::layout::{
+    block_pair, indent, line_kind, line_of, split_lines, Line, LineKind, ValueTok,
+};
 use super::scalar::quoted_len;
 
 /// What one YAML document of a manifest file is.
@@ -191,7 +193,9 @@ fn read_doc(text: &str, index: usize, range: Range<usize>) -> Document {
     let value: Value = match serde_norway::from_str(body) {
         Ok(v) => v,
         Err(e) => {
-            let line = e.location().map_or(first_line, |l| first_line + l.line() - 1);
+            let line = e
+                .location()
+                .map_or(first_line, |l| first_line + l.line() - 1);
             doc.error = Some(SyntaxError {
                 line,
                 message: e.to_string(),
@@ -220,7 +224,8 @@ fn read_doc(text: &str, index: usize, range: Range<usize>) -> Document {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             let data = m.get("data").and_then(Value::as_mapping);
-            let has_keys = data.is_some_and(|d| d.keys().any(|k| k.as_str().is_some_and(is_map_key)));
+            let has_keys =
+                data.is_some_and(|d| d.keys().any(|k| k.as_str().is_some_and(is_map_key)));
             if name.as_deref() == Some("aws-auth") || has_keys {
                 doc.kind = DocKind::ConfigMap { name, namespace };
                 if let Some(d) = data {
@@ -317,8 +322,9 @@ fn locate(text: &str, doc: &mut Document, nested: bool) {
         let Some(d) = lines.iter().position(|l| {
             content(l)
                 && indent(text, l) == root
-                && block_pair(text, l.start + root, l.end)
-                    .is_some_and(|p| p.key.as_deref() == Some("data") && p.value == ValueTok::Nested)
+                && block_pair(text, l.start + root, l.end).is_some_and(|p| {
+                    p.key.as_deref() == Some("data") && p.value == ValueTok::Nested
+                })
         }) else {
             return;
         };
@@ -342,7 +348,9 @@ fn locate(text: &str, doc: &mut Document, nested: bool) {
         let Some(pair) = block_pair(text, l.start + key_col, l.end) else {
             continue;
         };
-        let Some(key) = pair.key.clone() else { continue };
+        let Some(key) = pair.key.clone() else {
+            continue;
+        };
         let Some(decoded) = doc.data.get(&key) else {
             continue;
         };
@@ -353,7 +361,7 @@ fn locate(text: &str, doc: &mut Document, nested: bool) {
                 literal(text, l, &lines[i + 1..end_idx], key_col, decoded).unwrap_or(Enc::Unmapped)
             }
             ValueTok::Scalar(range) => {
-                let continued = lines[i + 1..end_idx].iter().any(|x| content(x));
+                let continued = lines[i + 1..end_idx].iter().any(&content);
                 scalar(text, range.start, r.end, continued, decoded).unwrap_or(Enc::Unmapped)
             }
             _ => Enc::Unmapped,
@@ -371,7 +379,10 @@ fn locate(text: &str, doc: &mut Document, nested: bool) {
             // non-blank line at or beyond the key column.
             let i = (i..to)
                 .rev()
-                .find(|&j| line_kind(text, &lines[j]) != LineKind::Blank && indent(text, &lines[j]) >= key_col)
+                .find(|&j| {
+                    line_kind(text, &lines[j]) != LineKind::Blank
+                        && indent(text, &lines[j]) >= key_col
+                })
                 .unwrap_or(i);
             lines[i].next
         }
@@ -388,12 +399,18 @@ fn locate(text: &str, doc: &mut Document, nested: bool) {
 /// A `|` block scalar whose header is on `key` and whose candidate lines follow.
 fn literal(text: &str, key: &Line, after: &[Line], key_col: usize, decoded: &str) -> Option<Enc> {
     let head = &text[key.start..key.end];
-    let bar = head.rfind(": |").map(|i| i + 2).or_else(|| head.rfind(":|").map(|i| i + 1))?;
+    let bar = head
+        .rfind(": |")
+        .map(|i| i + 2)
+        .or_else(|| head.rfind(":|").map(|i| i + 1))?;
     let indicators: String = head[bar + 1..]
         .chars()
         .take_while(|c| !c.is_whitespace() && *c != '#')
         .collect();
-    let explicit = indicators.chars().find_map(|c| c.to_digit(10)).map(|d| d as usize);
+    let explicit = indicators
+        .chars()
+        .find_map(|c| c.to_digit(10))
+        .map(|d| d as usize);
     let chomp = if indicators.contains('-') {
         '-'
     } else if indicators.contains('+') {
@@ -486,12 +503,21 @@ fn decode_quoted(text: &str, open: usize, close: usize) -> Option<(String, Vec<u
         out.push(c);
         starts.extend(std::iter::repeat_n(at, c.len_utf8()));
     }
-    let skip_break = |i: usize| if b.get(i) == Some(&b'\r') && b.get(i + 1) == Some(&b'\n') { i + 2 } else { i + 1 };
+    let skip_break = |i: usize| {
+        if b.get(i) == Some(&b'\r') && b.get(i + 1) == Some(&b'\n') {
+            i + 2
+        } else {
+            i + 1
+        }
+    };
     // After a line break: counts the empty lines that follow and skips the next line's leading white space.
     let fold = |mut i: usize| -> (usize, usize) {
         let mut empties = 0;
         loop {
-            let ws = b[i..close].iter().take_while(|c| matches!(c, b' ' | b'\t')).count();
+            let ws = b[i..close]
+                .iter()
+                .take_while(|c| matches!(c, b' ' | b'\t'))
+                .count();
             if i + ws < close && matches!(b[i + ws], b'\n' | b'\r') {
                 empties += 1;
                 i = skip_break(i + ws);
@@ -612,7 +638,11 @@ pub enum ManifestError {
 }
 
 fn join(lines: &[usize]) -> String {
-    lines.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    lines
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An edited manifest file.
@@ -668,7 +698,9 @@ pub fn edit_list(
         reason: reason.into(),
     };
     if doc.not_strings.iter().any(|k| k == key) {
-        return Err(layout("its value is not a string (a ConfigMap's data values must be strings)"));
+        return Err(layout(
+            "its value is not a string (a ConfigMap's data values must be strings)",
+        ));
     }
     if let DocKind::List { list } = doc.kind {
         if list != kind {
@@ -679,12 +711,16 @@ pub fn edit_list(
     let loc = doc.values.get(key);
     let edit = f(old.map_or("", String::as_str)).map_err(|e| translate(e, text, loc))?;
     let new_text = match (old, loc) {
-        (Some(old), Some(loc)) => splice_value(text, loc, old, &edit.text).map_err(|r| layout(&r))?,
+        (Some(old), Some(loc)) => {
+            splice_value(text, loc, old, &edit.text).map_err(|r| layout(&r))?
+        }
         (Some(_), None) => return Err(layout("its position in the file could not be followed")),
         (None, _) => new_key(text, doc, key, &edit.text).map_err(|r| layout(&r))?,
     };
     verify_manifest(text, &new_text, doc.index, key, &edit.text).map_err(|r| {
-        ManifestError::Edit(unsafe_(format!("the edited file does not read back as intended: {r}")))
+        ManifestError::Edit(unsafe_(format!(
+            "the edited file does not read back as intended: {r}"
+        )))
     })?;
     let map = |l: &mut Option<usize>| {
         if let (Some(n), Some(loc)) = (l.as_mut(), loc) {
@@ -742,7 +778,11 @@ fn translate(e: EditError, text: &str, loc: Option<&Located>) -> EditError {
 
 /// Byte positions of the common prefix and suffix of `old` and `new`, on character boundaries.
 fn diff_span(old: &str, new: &str) -> (usize, usize) {
-    let mut p = old.bytes().zip(new.bytes()).take_while(|(a, b)| a == b).count();
+    let mut p = old
+        .bytes()
+        .zip(new.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
     while !(old.is_char_boundary(p) && new.is_char_boundary(p)) {
         p -= 1;
     }
@@ -832,7 +872,8 @@ fn literal_splice(
         .take_while(|(a, b)| a == b)
         .count();
     let (old_mid, new_mid) = (&ol[lp..ol.len() - ls], &nw[lp..nw.len() - ls]);
-    let unterminated_end = |at: usize| at == text.len() && !text.is_empty() && !text.ends_with('\n');
+    let unterminated_end =
+        |at: usize| at == text.len() && !text.is_empty() && !text.ends_with('\n');
     if old_mid.iter().chain(new_mid).all(|l| l.ends_with('\n')) {
         // Whole lines changed: replace the file lines that encode them.
         let at = |k: usize| lines.get(k).map_or(end, |l| l.start);
@@ -910,7 +951,13 @@ fn new_key(text: &str, doc: &Document, key: &str, inner: &str) -> Result<String,
 }
 
 /// Every document reads back the same, but `key` of document `index`, which reads back as `inner`.
-fn verify_manifest(old: &str, new: &str, index: usize, key: &str, inner: &str) -> Result<(), String> {
+fn verify_manifest(
+    old: &str,
+    new: &str,
+    index: usize,
+    key: &str,
+    inner: &str,
+) -> Result<(), String> {
     let (o, n) = (parse_manifest(old), parse_manifest(new));
     if o.docs.len() != n.docs.len() {
         return Err("the number of documents changed".into());

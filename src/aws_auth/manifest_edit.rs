@@ -46,15 +46,23 @@ pub fn add_mapping(
                 let doc_text = current.clone();
                 let manifest = parse_manifest(&doc_text);
                 let doc = target(&manifest)?;
-                let list = analyze_list(kind, doc.data.get(kind.data_key()).map_or("", String::as_str));
+                let list = analyze_list(
+                    kind,
+                    doc.data.get(kind.data_key()).map_or("", String::as_str),
+                );
                 let found = find_mapping(&list, &arn);
-                let Some(old) = found.entry().and_then(|e| e.arn.clone().map(|a| (a, e.line))) else {
+                let Some(old) = found
+                    .entry()
+                    .and_then(|e| e.arn.clone().map(|a| (a, e.line)))
+                else {
                     return Err(EditError::Unsafe {
                         reason: "the conflicting entry could not be found".into(),
                     }
                     .into());
                 };
-                let line = old.1.map(|l| file_line(&doc_text, doc.values.get(kind.data_key()), l));
+                let line = old
+                    .1
+                    .map(|l| file_line(&doc_text, doc.values.get(kind.data_key()), l));
                 let removed = edit_list(&current, kind, |t| super::remove(kind, t, &old.0))?;
                 notes.push(Note::Replaced { arn: old.0, line });
                 current = removed.text;
@@ -192,10 +200,11 @@ fn masters(e: &super::Entry) -> bool {
 }
 
 fn first_masters(c: &ConfigAnalysis) -> Option<(ListKind, usize)> {
-    [&c.roles, &c.users]
-        .into_iter()
-        .flatten()
-        .find_map(|l| l.effective().find(|e| masters(e)).map(|e| (l.kind, e.line.unwrap_or(0))))
+    [&c.roles, &c.users].into_iter().flatten().find_map(|l| {
+        l.effective()
+            .find(|e| masters(e))
+            .map(|e| (l.kind, e.line.unwrap_or(0)))
+    })
 }
 
 fn masters_count(c: &ConfigAnalysis) -> usize {

@@ -30,6 +30,8 @@
 
 mod analyze;
 mod change;
+pub mod check;
+mod diff;
 mod edit;
 mod flow;
 mod layout;
@@ -47,13 +49,14 @@ pub use analyze::{
     SsoMatcher,
 };
 pub use change::{remove, replace_arn};
+pub use diff::unified_diff;
 pub use edit::{add, add_role, add_user, Edit, EditError, NewMapping, Note};
 pub use lookup::{find_mapping, MatchKind};
-pub use manifest_edit::{add_mapping, list_for, remove_mapping};
 pub use manifest::{
     edit_list, parse_manifest, target, DocKind, Document, Located, Manifest, ManifestEdit,
     ManifestError, SyntaxError,
 };
+pub use manifest_edit::{add_mapping, list_for, remove_mapping};
 pub use problems::{DropReason, Field, Problem, RESERVED_USERNAME_PREFIXES, TEMPLATES};
 
 #[cfg(test)]

@@ -101,6 +101,11 @@ enum Cmd {
         control: bool,
         file: Option<PathBuf>,
     },
+    /// aws-auth manifests in Git: check, add, remove (see `eks-auth aws-auth --help`).
+    AwsAuth {
+        #[command(subcommand)]
+        command: eks_auth_remediator::cli_aws_auth::Command,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,6 +119,9 @@ enum Shape {
 fn main() -> ExitCode {
     eks_auth_remediator::logging::init_cli();
     let cli = Cli::parse();
+    if let Cmd::AwsAuth { command } = &cli.command {
+        return eks_auth_remediator::cli_aws_auth::run(command);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -191,6 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(stdout)?;
             Ok(())
         }
+        Cmd::AwsAuth { .. } => unreachable!("handled in main"),
     }
 }
 
