@@ -188,7 +188,7 @@ fn check_doc(text: &str, doc: &Document, out: &mut Vec<Finding>) {
                 code,
                 format!(
                     "{key} {what} ({}): the authenticator drops the whole key",
-                    e.message
+                    strip_positions(&e.message)
                 ),
                 Some(key),
                 None,
@@ -246,7 +246,7 @@ fn check_doc(text: &str, doc: &Document, out: &mut Vec<Finding>) {
                 "yaml-syntax",
                 format!(
                     "mapAccounts does not parse ({}): the authenticator drops the whole key",
-                    e.message
+                    strip_positions(&e.message)
                 ),
                 Some("mapAccounts"),
                 None,
@@ -294,6 +294,30 @@ fn check_doc(text: &str, doc: &Document, out: &mut Vec<Finding>) {
             None,
         );
     }
+}
+
+/// Drops the parser's ` at line N column M` (positions inside the list, not the file; the finding's line is the
+/// file's).
+fn strip_positions(msg: &str) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i + " at line ".len()..];
+        let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+        let n = digits(tail);
+        let after = &tail[n..];
+        match after.strip_prefix(" column ") {
+            Some(c) if n > 0 && digits(c) > 0 => rest = &c[digits(c)..],
+            _ if n > 0 => rest = after,
+            _ => {
+                out.push_str(" at line ");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn is_node(e: &Entry) -> bool {
@@ -441,6 +465,16 @@ mod tests {
                 (8, "role-path"),
                 (11, "system-masters")
             ]
+        );
+    }
+
+    #[test]
+    fn positions_inside_the_list_are_dropped() {
+        assert_eq!(
+            strip_positions(
+                "found a tab at line 2 column 1, while scanning at line 1 column 12 (x)"
+            ),
+            "found a tab, while scanning (x)"
         );
     }
 

@@ -442,14 +442,18 @@ fn literal(text: &str, key: &Line, after: &[Line], key_col: usize, decoded: &str
     for l in &lines {
         let s = &text[l.start..l.end];
         value.push_str(s.get(ind..).unwrap_or(""));
-        value.push('\n');
+        // The file's last line may have no line break: then neither has the value.
+        if l.next > l.end {
+            value.push('\n');
+        }
     }
     let body_end = value.trim_end_matches('\n').len();
     match chomp {
         '-' => value.truncate(body_end),
         ' ' => {
+            let had_break = value.len() > body_end;
             value.truncate(body_end);
-            if body_end > 0 {
+            if body_end > 0 && had_break {
                 value.push('\n');
             }
         }
