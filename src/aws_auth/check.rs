@@ -463,7 +463,7 @@ mod tests {
             [
                 (7, "no-node-role"),
                 (8, "role-path"),
-                (11, "system-masters")
+                (10, "system-masters")
             ]
         );
     }
