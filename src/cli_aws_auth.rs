@@ -278,6 +278,10 @@ fn run_edit(
             return unchanged(format!("already present: {e}"))
         }
         Err(e @ ManifestError::NotFound { .. }) => return unchanged(format!("not present: {e}")),
+        Err(e @ ManifestError::Edit(EditError::Conflict { .. })) => {
+            eprintln!("eks-auth: {name}: {e} (--replace replaces it)");
+            return 2;
+        }
         Err(e) => {
             eprintln!("eks-auth: {name}: {e}");
             return 2;

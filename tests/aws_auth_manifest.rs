@@ -259,6 +259,14 @@ fn notes_refusals_and_replace() {
         Note::Replaced { line: Some(13), .. }
     ));
     assert!(!fixed.text.contains("aws-reserved"));
+    // Same username and groups: the ARN is fixed where it is, nothing else moves.
+    assert_eq!(
+        fixed.text,
+        text.replace(
+            "role/aws-reserved/sso.amazonaws.com/us-east-1/AWSReservedSSO",
+            "role/AWSReservedSSO"
+        )
+    );
     assert!(check(&fixed.text).is_empty(), "{:?}", check(&fixed.text));
     // A different mapping of the same ARN.
     let admin = NewMapping {

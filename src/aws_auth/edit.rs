@@ -165,7 +165,9 @@ pub fn add(kind: ListKind, text: &str, m: &NewMapping) -> Result<Edit, EditError
     let (arn, mut notes) = normalize(kind, m)?;
     let (old, analysis) = usable(kind, text)?;
     match find_mapping(&analysis, &arn) {
-        MatchKind::Exact(e) | MatchKind::CaseDiffers(e) | MatchKind::Duplicate { winner: e, .. } => {
+        MatchKind::Exact(e)
+        | MatchKind::CaseDiffers(e)
+        | MatchKind::Duplicate { winner: e, .. } => {
             return Err(match difference(e, &m.username, &m.groups) {
                 None => EditError::AlreadyPresent { arn, line: e.line },
                 Some(difference) => EditError::Conflict {
@@ -180,7 +182,7 @@ pub fn add(kind: ListKind, text: &str, m: &NewMapping) -> Result<Edit, EditError
                 arn,
                 line: e.line,
                 difference: format!(
-                    "the entry names the role with its path ({}); fix that entry with replace_arn instead",
+                    "the entry names the role with its path ({}); fix that entry's ARN instead",
                     e.arn.as_deref().unwrap_or_default()
                 ),
             })
@@ -199,7 +201,9 @@ pub fn add(kind: ListKind, text: &str, m: &NewMapping) -> Result<Edit, EditError
             return Err(EditError::Conflict {
                 arn,
                 line: e.line,
-                difference: format!("an entry for it exists but can never match ({why}); fix or remove it first"),
+                difference: format!(
+                    "an entry for it exists but can never match ({why}); fix or remove it first"
+                ),
             });
         }
         MatchKind::Sso(e) => notes.push(Note::SsoMatcherCovers { line: e.line }),

@@ -1,7 +1,7 @@
 //! Adding and removing one mapping in an aws-auth manifest file (`eks-auth aws-auth add` / `remove`).
 
 use super::analyze::{analyze, analyze_list, ConfigAnalysis, ListKind};
-use super::edit::{add, normalize_arn, EditError, NewMapping, Note};
+use super::edit::{add, difference, normalize_arn, EditError, NewMapping, Note};
 use super::lookup::{find_mapping, MatchKind};
 use super::manifest::{edit_list, parse_manifest, target, Located, ManifestEdit, ManifestError};
 use super::problems::fold_structure;
@@ -63,6 +63,18 @@ pub fn add_mapping(
                 let line = old
                     .1
                     .map(|l| file_line(&doc_text, doc.values.get(kind.data_key()), l));
+                // The same mapping written with the role path: fix the ARN where it is.
+                if let MatchKind::WithPath(e) = &found {
+                    if difference(e, &m.username, &m.groups).is_none() {
+                        let mut fixed = edit_list(&current, kind, |t| {
+                            super::replace_arn(kind, t, &old.0, &arn)
+                        })?;
+                        notes.push(Note::Replaced { arn: old.0, line });
+                        notes.append(&mut fixed.notes);
+                        fixed.notes = notes;
+                        return Ok(fixed);
+                    }
+                }
                 let removed = edit_list(&current, kind, |t| super::remove(kind, t, &old.0))?;
                 notes.push(Note::Replaced { arn: old.0, line });
                 current = removed.text;
