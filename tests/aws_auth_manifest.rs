@@ -421,7 +421,9 @@ fn check_covers_every_published_shape() {
 struct Gen {
     entries: Vec<(u8, bool, bool)>, // (role number, groups flow, masters)
     indent: usize,
-    wrapper: u8, // 0: `|`, 1: `|-`, 2: bare data block, 3: double-quoted string, 4: with other documents
+    // 0: `|`, 1: `|-`, 2: bare data block, 3: double-quoted string, 4: with other documents,
+    // 5: CDK-style JSON in a single-quoted string, 6: `|+` with a blank line and a comment after it
+    wrapper: u8,
     crlf: bool,
     final_newline: bool,
     comments: bool,
@@ -465,9 +467,30 @@ fn render(g: &Gen) -> String {
         0 | 4 => format!("{head}{users}  mapRoles: |\n{}", block(&list, "  ")),
         1 => format!("{head}{users}  mapRoles: |-\n{}", block(&list, "  ")),
         2 => format!("mapRoles: |\n{}", block(&list, "")),
-        _ => format!(
+        3 => format!(
             "{head}{users}  mapRoles: {}\n",
             serde_json::to_string(&list).unwrap()
+        ),
+        5 => {
+            let items: Vec<serde_json::Value> = g
+                .entries
+                .iter()
+                .map(|(n, _, masters)| {
+                    serde_json::json!({
+                        "rolearn": format!("arn:aws:iam::111122223333:role/r{n}"),
+                        "username": format!("u{n}"),
+                        "groups": [if *masters { "system:masters" } else { "view" }],
+                    })
+                })
+                .collect();
+            format!(
+                "{head}{users}  mapRoles: '{}'\n",
+                serde_json::to_string(&items).unwrap()
+            )
+        }
+        _ => format!(
+            "{head}  mapRoles: |+\n{}\n  # kept after the list\n{users}",
+            block(&list, "  ")
         ),
     };
     if g.comments {
@@ -489,7 +512,7 @@ fn gen() -> impl Strategy<Value = Gen> {
     (
         prop::collection::vec((0u8..6, any::<bool>(), any::<bool>()), 1..5),
         prop::sample::select(vec![2usize, 4]),
-        0u8..5,
+        0u8..7,
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
@@ -550,7 +573,7 @@ proptest! {
         a.sort();
         b.sort();
         prop_assert_eq!(a, b, "{}", e.text);
-        if g.wrapper != 3 {
+        if g.wrapper != 3 && g.wrapper != 5 {
             prop_assert!(lines_kept(&text, &e.text), "old lines changed:\n{}", e.text);
         } else {
             let changed = text.lines().zip(e.text.lines()).filter(|(x, y)| x != y).count();
@@ -562,5 +585,27 @@ proptest! {
         prop_assert_eq!(last.arn.as_deref(), Some(canonical.as_str()));
         let back = remove_mapping(&e.text, &canonical, false).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(back.text, text);
+    }
+
+    #[test]
+    fn user_adds_keep_everything(g in gen(), name in "[a-z][a-z0-9.@_-]{0,12}", groups in prop::collection::vec("[a-z][a-z0-9-]{0,8}", 0..3)) {
+        let text = render(&g);
+        let arn = format!("arn:aws:iam::444455556666:user/{name}");
+        let m = NewMapping { arn: arn.clone(), username: name.clone(), groups };
+        let e = add_mapping(&text, &m, false).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        prop_assert_eq!(e.kind, ListKind::Users);
+        if g.wrapper != 3 && g.wrapper != 5 {
+            prop_assert!(lines_kept(&text, &e.text), "old lines changed:\n{}", e.text);
+        }
+        let roles = |t: &str| list(t, ListKind::Roles).map(|l| l.trim_end_matches('\n').to_string());
+        prop_assert_eq!(roles(&text), roles(&e.text));
+        let users = analyze_list(ListKind::Users, &list(&e.text, ListKind::Users).unwrap());
+        prop_assert_eq!(users.entries.last().and_then(|u| u.arn.clone()), Some(arn.clone()));
+        let back = remove_mapping(&e.text, &arn, true).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        if list(&text, ListKind::Users).is_some() {
+            prop_assert_eq!(back.text, text);
+        } else {
+            prop_assert_eq!(list(&back.text, ListKind::Users), Some(String::new()));
+        }
     }
 }

@@ -713,13 +713,17 @@ pub fn edit_list(
     }
     let old = doc.data.get(key);
     let loc = doc.values.get(key);
-    let edit = f(old.map_or("", String::as_str)).map_err(|e| translate(e, text, loc))?;
+    let mut edit = f(old.map_or("", String::as_str)).map_err(|e| translate(e, text, loc))?;
     let new_text = match (old, loc) {
         (Some(old), Some(loc)) => {
             splice_value(text, loc, old, &edit.text).map_err(|r| layout(&r))?
         }
         (Some(_), None) => return Err(layout("its position in the file could not be followed")),
-        (None, _) => new_key(text, doc, key, &edit.text).map_err(|r| layout(&r))?,
+        (None, _) => {
+            let (new_text, inner) = new_key(text, doc, key, &edit.text).map_err(|r| layout(&r))?;
+            edit.text = inner;
+            new_text
+        }
     };
     verify_manifest(text, &new_text, doc.index, key, &edit.text).map_err(|r| {
         ManifestError::Edit(unsafe_(format!(
@@ -931,8 +935,9 @@ fn literal_splice(
     Ok(splice(text, a..b, &chunk))
 }
 
-/// Adds `key: |` with the list under it, after the document's last data key.
-fn new_key(text: &str, doc: &Document, key: &str, inner: &str) -> Result<String, String> {
+/// Adds `key: |` with the list under it, after the document's last data key; returns the new file and the list
+/// as it reads back (without its final line break when the file has none).
+fn new_key(text: &str, doc: &Document, key: &str, inner: &str) -> Result<(String, String), String> {
     let c = doc
         .container
         .as_ref()
@@ -948,10 +953,12 @@ fn new_key(text: &str, doc: &Document, key: &str, inner: &str) -> Result<String,
         }
         chunk.push_str(nl);
     }
+    let mut inner = inner.to_string();
     if c.insert_at == text.len() && !text.is_empty() && !text.ends_with('\n') {
         chunk = format!("{nl}{}", chunk.strip_suffix(nl).unwrap_or(&chunk));
+        inner.truncate(inner.trim_end_matches('\n').len());
     }
-    Ok(splice(text, c.insert_at..c.insert_at, &chunk))
+    Ok((splice(text, c.insert_at..c.insert_at, &chunk), inner))
 }
 
 /// Every document reads back the same, but `key` of document `index`, which reads back as `inner`.
@@ -989,10 +996,72 @@ fn verify_manifest(
             if b.data.get(key).map(String::as_str) != Some(inner) {
                 return Err(format!("{key} does not read back as the edited list"));
             }
+            // A key added after a last block scalar that had no line break gives that scalar one: the same list.
+            for (k, v) in &a.data {
+                let now = b.data.get(k);
+                if k != key && now.is_some_and(|n| n != v && n.trim_end_matches('\n') == v) {
+                    let fixed = Value::String(now.cloned().unwrap_or_default());
+                    match expected.as_mut() {
+                        Some(Value::Mapping(m)) if matches!(a.kind, DocKind::Bare) => {
+                            m.insert(k.as_str().into(), fixed);
+                        }
+                        Some(Value::Mapping(m)) => {
+                            if let Some(Value::Mapping(d)) = m.get_mut("data") {
+                                d.insert(k.as_str().into(), fixed);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
         }
         if expected != b.value {
             return Err(format!("document {} changed", a.index + 1));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Our decoding of quoted scalars agrees with serde_norway's, folds and escapes included.
+    #[test]
+    fn quoted_scalars_decode_like_the_parser() {
+        for doc in [
+            "k: \"a\\nb\\\n  \\ c\"\n",
+            "k: \"fold\n  this  \n\n  line\"\n",
+            "k: 'it''s\n  folded'\n",
+            "k: \"\\x41\\u00e9\\t\\\"q\\\"\"\n",
+            "k: \"trailing \\\n    \"\n",
+        ] {
+            let want: BTreeMap<String, String> = serde_norway::from_str(doc).unwrap();
+            let at = doc.find(['"', '\'']).unwrap();
+            let len = quoted_len(&doc[at..]).unwrap();
+            let (got, starts) = decode_quoted(doc, at, at + len - 1).unwrap();
+            assert_eq!(got, want["k"], "{doc:?}");
+            assert_eq!(starts.len(), got.len() + 1);
+        }
+    }
+
+    #[test]
+    fn documents_and_their_kinds() {
+        let text = "# c\n---\nkind: Namespace\n--- # aws-auth\nmapRoles: |\n  - rolearn: arn:aws:iam::111122223333:role/a\n    username: a\n...\n---\n- userarn: arn:aws:iam::111122223333:user/u\n  username: u\n";
+        let m = parse_manifest(text);
+        let kinds: Vec<&DocKind> = m.docs.iter().map(|d| &d.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                &DocKind::Other,
+                &DocKind::Bare,
+                &DocKind::List {
+                    list: ListKind::Users
+                }
+            ]
+        );
+        assert_eq!(m.docs[1].values["mapRoles"].key_line, 5);
+        assert_eq!(m.docs[1].values["mapRoles"].file_line(text, 2), 7);
+        assert_eq!(m.docs[2].values["mapUsers"].file_line(text, 2), 11);
+    }
 }
