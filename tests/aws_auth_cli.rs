@@ -443,3 +443,27 @@ fn remove_refuses_the_last_node_and_masters_mappings() {
         out(&o)
     );
 }
+
+#[test]
+fn pre_commit_hook_definition_runs_the_checker() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join(".pre-commit-hooks.yaml")).unwrap();
+    let hooks: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let hook = hooks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == "eks-auth-aws-auth-check")
+        .expect("hook eks-auth-aws-auth-check");
+    assert_eq!(hook["language"], "rust");
+    let entry: Vec<&str> = hook["entry"].as_str().unwrap().split_whitespace().collect();
+    assert_eq!(entry, ["eks-auth", "aws-auth", "check"]);
+    // pre-commit appends the staged file names to the entry.
+    let mut args: Vec<&str> = entry[2..].to_vec(); // `run` supplies `eks-auth aws-auth`
+    args.extend(["kubectl-edit.yaml", "block-scalars.yaml"]);
+    let o = run(&args);
+    assert_eq!(code(&o), 1, "{}", out(&o));
+    // The default file pattern matches aws-auth manifests and nothing else.
+    let pattern = hook["files"].as_str().unwrap();
+    assert_eq!(pattern, r"(^|/)aws-auth[^/]*\.ya?ml$");
+}
