@@ -609,3 +609,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn forms_that_cannot_be_extended_are_refused_but_still_checked() {
+    let folded = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: aws-auth\n  namespace: kube-system\ndata:\n  mapRoles: >\n    - rolearn: arn:aws:iam::111122223333:role/team/a\n\n      username: a\n";
+    let err = add_mapping(folded, &role(), false).unwrap_err();
+    assert!(
+        matches!(&err, ManifestError::Layout { key, .. } if key == "mapRoles"),
+        "{err}"
+    );
+    let f = check(folded);
+    assert!(
+        f.iter().any(|f| f.code == "role-path" && f.line == 7),
+        "{f:?}"
+    );
+    let flow = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: aws-auth}\ndata: {mapRoles: \"- rolearn: arn:aws:iam::111122223333:role/a\\n  username: a\\n\"}\n";
+    assert!(matches!(
+        add_mapping(flow, &role(), false),
+        Err(ManifestError::Layout { .. })
+    ));
+    assert_eq!(codes(&check(flow)), ["no-node-role"]);
+    let empty =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: aws-auth\n  namespace: kube-system\n";
+    assert_eq!(codes(&check(empty)), ["no-mappings"]);
+    assert!(matches!(
+        add_mapping(empty, &role(), false),
+        Err(ManifestError::Layout { .. })
+    ));
+    let not_string = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: aws-auth\n  namespace: kube-system\ndata:\n  mapAccounts:\n    - \"111122223333\"\n";
+    assert_eq!(codes(&check(not_string)), ["not-a-string"]);
+}

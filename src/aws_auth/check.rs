@@ -279,6 +279,20 @@ fn check_doc(text: &str, doc: &Document, out: &mut Vec<Finding>) {
             );
         }
     }
+    let exact = ["mapRoles", "mapUsers", "mapAccounts"];
+    if !exact
+        .iter()
+        .any(|k| doc.data.contains_key(*k) || doc.not_strings.iter().any(|n| n == k))
+    {
+        push(
+            doc_line,
+            Severity::Warning,
+            "no-mappings",
+            "no mapRoles, mapUsers or mapAccounts: no IAM identity is mapped (only the cluster creator and access entries get in)".into(),
+            None,
+            None,
+        );
+    }
     let has_entries = lists.iter().any(|(_, l)| !l.entries.is_empty());
     let has_node = lists
         .iter()

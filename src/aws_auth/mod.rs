@@ -9,6 +9,9 @@
 //! - [`find_mapping`] / [`ConfigAnalysis::find`]: how a caller's ARN is matched, or why it is not.
 //! - [`add_role`], [`add_user`], [`replace_arn`], [`remove`]: append or change one item in the document's own
 //!   style, keeping every other byte, and verify the result re-parses to exactly the expected items.
+//! - Manifest files (`eks-auth aws-auth`): [`parse_manifest`] finds the lists inside ConfigMap documents and maps
+//!   their lines to the file; [`edit_list`], [`add_mapping`], [`remove_mapping`] write an edited list back in its
+//!   own encoding (`|` block, quoted string, bare list); [`check::check`] reports findings with file lines.
 //!
 //! ```
 //! use eks_auth_remediator::aws_auth::{self, MatchKind, NewMapping};
