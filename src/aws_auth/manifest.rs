@@ -201,7 +201,11 @@ fn read_doc(text: &str, index: usize, range: Range<usize>) -> Document {
                 message: e.to_string(),
             });
             // A file that looks like aws-auth still counts, so the error is reported against it.
-            if body.contains("mapRoles") || body.contains("mapUsers") || body.contains("aws-auth") {
+            let lower = body.to_ascii_lowercase();
+            if ["maproles", "mapusers", "aws-auth", "rolearn", "userarn"]
+                .iter()
+                .any(|k| lower.contains(k))
+            {
                 doc.kind = DocKind::Bare;
             }
             return doc;
