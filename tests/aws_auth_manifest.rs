@@ -639,3 +639,60 @@ fn forms_that_cannot_be_extended_are_refused_but_still_checked() {
     let not_string = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: aws-auth\n  namespace: kube-system\ndata:\n  mapAccounts:\n    - \"111122223333\"\n";
     assert_eq!(codes(&check(not_string)), ["not-a-string"]);
 }
+
+/// Pieces of aws-auth manifests, so random concatenations hit the scanner's interesting paths.
+fn piece() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "apiVersion: v1\n",
+        "kind: ConfigMap\n",
+        "metadata:\n  name: aws-auth\n",
+        "data:\n",
+        "  mapRoles: |\n",
+        "  mapRoles: |-\n",
+        "  mapUsers: |2+\n",
+        "  mapRoles: \"",
+        "  mapRoles: '",
+        "\\n",
+        "\\\n",
+        "''",
+        "\"\n",
+        "'\n",
+        "    - rolearn: arn:aws:iam::111122223333:role/a\n",
+        "      username: a\n",
+        "      groups: [x]\n",
+        "    - userarn: arn:aws:iam::111122223333:user/u\n",
+        "---\n",
+        "...\n",
+        "# c\n",
+        "\n",
+        "\r\n",
+        "\t",
+        " ",
+        "[{\"rolearn\":\"r\"}]",
+        "mapRoles: |\n",
+        "- rolearn: x\n",
+        "  ",
+        ">\n",
+        "é",
+        "{",
+        "}",
+        ":",
+    ])
+    .prop_map(str::to_string)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever the file holds, checking and editing never panic, and an edit that succeeds re-parses.
+    #[test]
+    fn never_panics(pieces in prop::collection::vec(piece(), 0..24)) {
+        let text: String = pieces.concat();
+        let _ = check(&text);
+        if let Ok(e) = add_mapping(&text, &role(), true) {
+            prop_assert!(list(&e.text, ListKind::Roles).is_some());
+        }
+        let _ = remove_mapping(&text, "arn:aws:iam::111122223333:role/a", false);
+        let _ = remove_mapping(&text, "arn:aws:iam::111122223333:user/u", true);
+    }
+}
