@@ -3,8 +3,9 @@
 use super::analyze::{analyze, analyze_list, ConfigAnalysis, ListKind};
 use super::edit::{add, difference, normalize_arn, EditError, NewMapping, Note};
 use super::lookup::{find_mapping, MatchKind};
-use super::manifest::{edit_list, parse_manifest, target, Located, ManifestEdit, ManifestError};
+use super::manifest::{parse_manifest, Located};
 use super::problems::fold_structure;
+use super::write::{edit_list, target, ManifestEdit, ManifestError};
 use crate::arn::{Arn, PrincipalKind};
 
 /// The list an ARN belongs in: roles (and assumed roles) in `mapRoles`, users and root in `mapUsers`.

@@ -45,6 +45,7 @@ mod node;
 mod problems;
 mod render;
 mod scalar;
+mod write;
 
 pub use analyze::{
     analyze, analyze_accounts, analyze_list, analyze_roles, analyze_users, Account,
@@ -55,12 +56,10 @@ pub use change::{remove, replace_arn};
 pub use diff::unified_diff;
 pub use edit::{add, add_role, add_user, Edit, EditError, NewMapping, Note};
 pub use lookup::{find_mapping, MatchKind};
-pub use manifest::{
-    edit_list, parse_manifest, target, DocKind, Document, Located, Manifest, ManifestEdit,
-    ManifestError, SyntaxError,
-};
+pub use manifest::{parse_manifest, DocKind, Document, Located, Manifest, SyntaxError};
 pub use manifest_edit::{add_mapping, list_for, remove_mapping};
 pub use problems::{DropReason, Field, Problem, RESERVED_USERNAME_PREFIXES, TEMPLATES};
+pub use write::{edit_list, target, ManifestEdit, ManifestError};
 
 #[cfg(test)]
 mod tests;
