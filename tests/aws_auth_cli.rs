@@ -467,3 +467,52 @@ fn pre_commit_hook_definition_runs_the_checker() {
     let pattern = hook["files"].as_str().unwrap();
     assert_eq!(pattern, r"(^|/)aws-auth[^/]*\.ya?ml$");
 }
+
+#[test]
+fn bare_lists_are_checked_too() {
+    let lists = data().join("lists");
+    let codes = |file: &str| -> Vec<(u64, String)> {
+        let o = run_in(
+            &lists,
+            &["check", "--json", file, "--fail-on", "never"],
+            None,
+        );
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();
+        v["files"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["line"].as_u64().unwrap(),
+                    f["code"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let paths = codes("paths.yaml");
+    let paths: Vec<(u64, &str)> = paths.iter().map(|(l, c)| (*l, c.as_str())).collect();
+    assert_eq!(
+        paths,
+        [
+            (1, "role-path"), // service-role/
+            (1, "no-node-role"),
+            (5, "role-path"), // aws-service-role/eks.amazonaws.com/
+            (8, "sso-role-path"),
+            (10, "system-masters"),
+            (12, "role-path"), // gitlab-ci/
+        ]
+    );
+    let sso = codes("sso-matcher.yaml");
+    assert!(
+        sso.contains(&(1, "sso-matcher".into())) && sso.contains(&(7, "entry-dropped".into())),
+        "{sso:?}"
+    );
+    assert_eq!(
+        codes("dash-no-space.yaml"),
+        [(2, "manifest-syntax".to_string())]
+    );
+    assert_eq!(codes("document-markers.yaml"), []);
+    assert_eq!(codes("fargate.yaml"), []);
+}

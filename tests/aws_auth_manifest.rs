@@ -333,8 +333,26 @@ fn remove_guards_the_last_node_and_masters_mappings() {
             .contains("last system:masters mapping (line 12)"),
         "{err}"
     );
-    // The comment above the removed item stays.
+    // The comment above the removed item stays; the list reads back as the old one minus the entry.
     let e = remove_mapping(text, "arn:aws:iam::111122223333:role/breakglass", true).unwrap();
+    let (old, new) = (
+        analyze_list(ListKind::Roles, &list(text, ListKind::Roles).unwrap()),
+        analyze_list(ListKind::Roles, &list(&e.text, ListKind::Roles).unwrap()),
+    );
+    assert_eq!(new.entries.len(), 1);
+    assert_eq!(
+        (
+            &new.entries[0].arn,
+            &new.entries[0].username,
+            &new.entries[0].groups
+        ),
+        (
+            &old.entries[0].arn,
+            &old.entries[0].username,
+            &old.entries[0].groups
+        )
+    );
+    assert!(lines_kept(&e.text, text));
     assert!(e
         .text
         .contains("    # added by hand during the 2023 incident\n  mapUsers: |\n"));
