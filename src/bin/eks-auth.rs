@@ -101,7 +101,7 @@ enum Cmd {
         control: bool,
         file: Option<PathBuf>,
     },
-    /// aws-auth manifests in Git: check, add, remove (see `eks-auth aws-auth --help`).
+    /// aws-auth manifests in Git: check them, add or remove one mapping keeping every other byte.
     AwsAuth {
         #[command(subcommand)]
         command: eks_auth_remediator::cli_aws_auth::Command,
