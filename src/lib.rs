@@ -29,6 +29,7 @@ pub mod authlog;
 pub mod aws;
 pub mod aws_auth;
 pub mod benchdata;
+pub mod cli_aws_auth;
 pub mod creator;
 pub mod creator_aws;
 pub mod diagnosis;

@@ -52,6 +52,8 @@ pub enum Note {
     RemovedNodeMapping { line: Option<usize> },
     /// Several entries named the ARN; all were removed.
     RemovedEntries { count: usize },
+    /// A conflicting entry for the ARN was removed so the new one could be added (`--replace`).
+    Replaced { arn: String, line: Option<usize> },
 }
 
 impl fmt::Display for Note {
@@ -81,6 +83,9 @@ impl fmt::Display for Note {
                 write!(f, "removed a node mapping{}", at(*line))
             }
             Note::RemovedEntries { count } => write!(f, "removed {count} entries for the same ARN"),
+            Note::Replaced { arn, line } => {
+                write!(f, "replaced the earlier mapping of {arn}{}", at(*line))
+            }
         }
     }
 }
@@ -160,7 +165,9 @@ pub fn add(kind: ListKind, text: &str, m: &NewMapping) -> Result<Edit, EditError
     let (arn, mut notes) = normalize(kind, m)?;
     let (old, analysis) = usable(kind, text)?;
     match find_mapping(&analysis, &arn) {
-        MatchKind::Exact(e) | MatchKind::CaseDiffers(e) | MatchKind::Duplicate { winner: e, .. } => {
+        MatchKind::Exact(e)
+        | MatchKind::CaseDiffers(e)
+        | MatchKind::Duplicate { winner: e, .. } => {
             return Err(match difference(e, &m.username, &m.groups) {
                 None => EditError::AlreadyPresent { arn, line: e.line },
                 Some(difference) => EditError::Conflict {
@@ -175,7 +182,7 @@ pub fn add(kind: ListKind, text: &str, m: &NewMapping) -> Result<Edit, EditError
                 arn,
                 line: e.line,
                 difference: format!(
-                    "the entry names the role with its path ({}); fix that entry with replace_arn instead",
+                    "the entry names the role with its path ({}); fix that entry's ARN instead",
                     e.arn.as_deref().unwrap_or_default()
                 ),
             })
@@ -194,7 +201,9 @@ pub fn add(kind: ListKind, text: &str, m: &NewMapping) -> Result<Edit, EditError
             return Err(EditError::Conflict {
                 arn,
                 line: e.line,
-                difference: format!("an entry for it exists but can never match ({why}); fix or remove it first"),
+                difference: format!(
+                    "an entry for it exists but can never match ({why}); fix or remove it first"
+                ),
             });
         }
         MatchKind::Sso(e) => notes.push(Note::SsoMatcherCovers { line: e.line }),

@@ -340,7 +340,7 @@ fn scalar_end(text: &str, at: usize, line_end: usize) -> usize {
     at + s[..cut].trim_end_matches([' ', '\t']).len()
 }
 
-fn block_pair(text: &str, at: usize, line_end: usize) -> Option<Pair> {
+pub(crate) fn block_pair(text: &str, at: usize, line_end: usize) -> Option<Pair> {
     let s = &text[at..line_end];
     let key_len = if s.starts_with(['"', '\'']) {
         quoted_len(s)?

@@ -9,6 +9,9 @@
 //! - [`find_mapping`] / [`ConfigAnalysis::find`]: how a caller's ARN is matched, or why it is not.
 //! - [`add_role`], [`add_user`], [`replace_arn`], [`remove`]: append or change one item in the document's own
 //!   style, keeping every other byte, and verify the result re-parses to exactly the expected items.
+//! - Manifest files (`eks-auth aws-auth`): [`parse_manifest`] finds the lists inside ConfigMap documents and maps
+//!   their lines to the file; [`edit_list`], [`add_mapping`], [`remove_mapping`] write an edited list back in its
+//!   own encoding (`|` block, quoted string, bare list); [`check::check`] reports findings with file lines.
 //!
 //! ```
 //! use eks_auth_remediator::aws_auth::{self, MatchKind, NewMapping};
@@ -30,14 +33,19 @@
 
 mod analyze;
 mod change;
+pub mod check;
+mod diff;
 mod edit;
 mod flow;
 mod layout;
 mod lookup;
+mod manifest;
+mod manifest_edit;
 mod node;
 mod problems;
 mod render;
 mod scalar;
+mod write;
 
 pub use analyze::{
     analyze, analyze_accounts, analyze_list, analyze_roles, analyze_users, Account,
@@ -45,9 +53,13 @@ pub use analyze::{
     SsoMatcher,
 };
 pub use change::{remove, replace_arn};
+pub use diff::unified_diff;
 pub use edit::{add, add_role, add_user, Edit, EditError, NewMapping, Note};
 pub use lookup::{find_mapping, MatchKind};
+pub use manifest::{parse_manifest, DocKind, Document, Located, Manifest, SyntaxError};
+pub use manifest_edit::{add_mapping, list_for, remove_mapping};
 pub use problems::{DropReason, Field, Problem, RESERVED_USERNAME_PREFIXES, TEMPLATES};
+pub use write::{edit_list, target, ManifestEdit, ManifestError};
 
 #[cfg(test)]
 mod tests;

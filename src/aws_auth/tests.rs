@@ -255,7 +255,7 @@ fn add_refuses_duplicates_conflicts_and_invalid_requests() {
         A.replace("role/", "role/team/")
     );
     assert!(
-        matches!(add_role(&path, &nm(A, "a", &[])), Err(EditError::Conflict { difference, .. }) if difference.contains("replace_arn"))
+        matches!(add_role(&path, &nm(A, "a", &[])), Err(EditError::Conflict { difference, .. }) if difference.contains("with its path"))
     );
     for bad in [
         nm("arn:aws:iam::111122223333:role/*", "a", &[]),

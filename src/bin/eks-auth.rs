@@ -118,6 +118,11 @@ enum Cmd {
         control: bool,
         file: Option<PathBuf>,
     },
+    /// aws-auth manifests in Git: check them, add or remove one mapping keeping every other byte.
+    AwsAuth {
+        #[command(subcommand)]
+        command: eks_auth_remediator::cli_aws_auth::Command,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -131,6 +136,9 @@ enum Shape {
 fn main() -> ExitCode {
     eks_auth_remediator::logging::init_cli();
     let cli = Cli::parse();
+    if let Cmd::AwsAuth { command } = &cli.command {
+        return eks_auth_remediator::cli_aws_auth::run(command);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -214,6 +222,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(stdout)?;
             Ok(())
         }
+        Cmd::AwsAuth { .. } => unreachable!("handled in main"),
     }
 }
 
