@@ -1225,7 +1225,10 @@ impl Aggregator {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        for (list, more) in [(&mut mine.usernames, g.usernames), (&mut mine.groups, g.groups)] {
+        for (list, more) in [
+            (&mut mine.usernames, g.usernames),
+            (&mut mine.groups, g.groups),
+        ] {
             for v in more {
                 if list.len() < MAX_EVIDENCE && !list.contains(&v) {
                     list.push(v);

@@ -39,12 +39,12 @@ pub fn collect(decoded: &[Decoded]) -> (Vec<Entry>, u64) {
     for d in decoded {
         for b in &d.batches {
             for ev in &b.events {
-                if let Some(id) = &ev.id {
-                    if !id.is_empty() && !seen.insert(id.clone()) {
+                if let Some(id) = ev.id {
+                    if !id.is_empty() && !seen.insert(id) {
                         continue;
                     }
                 }
-                let rec = match authlog::parse_entry(&ev.message) {
+                let rec = match authlog::parse_entry(ev.message) {
                     Ok(r) => r,
                     Err(authlog::ParseError::Empty) => continue,
                     Err(_) => {
