@@ -52,33 +52,6 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the variable that does not parse.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let mut limits = Limits::default();
-        for (name, slot) in [
-            (
-                "EKS_AUTH_MAX_DECOMPRESSED_BYTES",
-                &mut limits.max_decompressed_bytes,
-            ),
-            ("EKS_AUTH_MAX_EVENT_BYTES", &mut limits.max_event_bytes),
-            ("EKS_AUTH_MAX_EVENTS", &mut limits.max_events),
-        ] {
-            if let Some(v) = get(name) {
-                *slot = v
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or(ConfigError {
-                        name,
-                        value: v,
-                        reason: "expected a positive integer",
-                    })?;
-            }
-        }
-        let region = get("AWS_REGION")
-            .or_else(|| get("AWS_DEFAULT_REGION"))
-            .filter(|r| !r.is_empty());
-        let mut incident = crate::incident::IncidentConfig::default();
-        let mut creator = crate::creator::CreatorConfig::default();
         let positive = |name: &'static str| -> Result<Option<u64>, ConfigError> {
             get(name)
                 .map(|v| {
@@ -94,6 +67,24 @@ impl Config {
                 })
                 .transpose()
         };
+        let mut limits = Limits::default();
+        for (name, slot) in [
+            (
+                "EKS_AUTH_MAX_DECOMPRESSED_BYTES",
+                &mut limits.max_decompressed_bytes,
+            ),
+            ("EKS_AUTH_MAX_EVENT_BYTES", &mut limits.max_event_bytes),
+            ("EKS_AUTH_MAX_EVENTS", &mut limits.max_events),
+        ] {
+            if let Some(n) = positive(name)? {
+                *slot = usize::try_from(n).unwrap_or(usize::MAX);
+            }
+        }
+        let region = get("AWS_REGION")
+            .or_else(|| get("AWS_DEFAULT_REGION"))
+            .filter(|r| !r.is_empty());
+        let mut incident = crate::incident::IncidentConfig::default();
+        let mut creator = crate::creator::CreatorConfig::default();
         if let Some(n) = positive("EKS_AUTH_INCIDENT_MIN_PRINCIPALS")? {
             incident.min_principals = n as usize;
         }
