@@ -19,15 +19,18 @@ fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/eks-auth-e2e.XXXXXX")
 pids=()
+# Each background process leads its own process group (setsid): cleanup ends the whole group.
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || true; done
+  sleep 0.5
+  for p in "${pids[@]}"; do kill -KILL -- "-$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-timeout 600 cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" >"$work/watch.log" 2>&1 &
+setsid timeout -k 5 600 cargo lambda watch --only-lambda-apis -A 127.0.0.1 -P "$port" >"$work/watch.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
@@ -39,13 +42,13 @@ done
 AWS_LAMBDA_FUNCTION_NAME=_ AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256 \
   AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$port/.rt" AWS_LAMBDA_LOG_FORMAT=JSON \
   EKS_AUTH_OFFLINE=true AWS_REGION=eu-west-1 \
-  timeout 600 "$bin" >"$work/function.log" 2>&1 &
+  setsid timeout -k 5 600 "$bin" >"$work/function.log" 2>&1 &
 pids+=($!)
 
 invoke() { # invoke OUT ARGS...: the response (or the error) in OUT; returns cargo lambda's status
   local out=$1
   shift
-  timeout 60 cargo lambda invoke -A 127.0.0.1 -P "$port" "$@" _ >"$out" 2>&1
+  timeout -k 5 60 cargo lambda invoke -A 127.0.0.1 -P "$port" "$@" _ >"$out" 2>&1
 }
 
 passed=0
