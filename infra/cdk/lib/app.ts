@@ -12,7 +12,8 @@ export const SKIP_BUNDLING_ENV = 'EKS_AUTH_CDK_SKIP_BUNDLING';
 
 export interface BuiltApp {
   readonly app: App;
-  readonly remediator: RemediatorStack;
+  /** Absent when the app is synthesized for a source account (sourceDestinationArn). */
+  readonly remediator?: RemediatorStack;
   readonly remediationRole?: RemediationRoleStack;
   readonly sources?: SourceSubscriptionStack;
 }
@@ -44,6 +45,19 @@ export function buildApp(context: Record<string, unknown> = {}, env: NodeJS.Proc
   // The remediation role has a fixed name, so the function names its ARN without a cycle (the
   // role trusts the function's role; the function assumes the role).
   const roleName = `${stackName}-remediation`;
+  const destinationArn = str(ctx('sourceDestinationArn'));
+  if (destinationArn) {
+    // A source account of a cross-account setup (deployed with that account's credentials):
+    // only the subscriptions of its clusters to the receiver's destination.
+    const sources = new SourceSubscriptionStack(app, `${stackName}-Sources`, {
+      env: stackEnv,
+      clusters: list(ctx('sourceClusters')) ?? clusters,
+      destinationArn,
+      forwardGrantedLines: String(ctx('forwardGrantedLines') ?? 'true') !== 'false',
+    });
+    Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+    return { app, sources };
+  }
   const remediator = new RemediatorStack(app, stackName, {
     env: stackEnv,
     clusters,
@@ -70,17 +84,6 @@ export function buildApp(context: Record<string, unknown> = {}, env: NodeJS.Proc
       allowedAccessScopes: list(ctx('allowedAccessScopes')),
     });
   }
-  let sources: SourceSubscriptionStack | undefined;
-  const destinationArn = str(ctx('sourceDestinationArn'));
-  if (destinationArn) {
-    // Deployed with the source account's credentials: subscribes its clusters to the receiver.
-    sources = new SourceSubscriptionStack(app, `${remediator.stackName}-Sources`, {
-      env: stackEnv,
-      clusters: list(ctx('sourceClusters')) ?? clusters,
-      destinationArn,
-      forwardGrantedLines: String(ctx('forwardGrantedLines') ?? 'true') !== 'false',
-    });
-  }
   Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
-  return { app, remediator, remediationRole, sources };
+  return { app, remediator, remediationRole };
 }

@@ -26,7 +26,7 @@ const allActions = (t: Template) => statements(t).flatMap(actions);
 
 describe('single cluster, acting as itself', () => {
   const { app, remediator } = build({ clusters: 'prod' });
-  const t = Template.fromStack(remediator);
+  const t = Template.fromStack(remediator!);
 
   it('passes cdk-nag (AwsSolutions) with every finding acknowledged in code', () => {
     assert.doesNotThrow(() => app.synth());
@@ -107,7 +107,7 @@ describe('single cluster, acting as itself', () => {
 
 describe('several clusters', () => {
   const { remediator } = build({ clusters: 'prod-eu,prod-us,staging', forwardGrantedLines: 'false' });
-  const t = Template.fromStack(remediator);
+  const t = Template.fromStack(remediator!);
   it('has one function and one subscription filter per cluster log group', () => {
     t.resourceCountIs('AWS::Lambda::Function', 1);
     t.resourceCountIs('AWS::Logs::SubscriptionFilter', 3);
@@ -122,7 +122,7 @@ describe('several clusters', () => {
 describe('with a remediation role', () => {
   const roleArn = 'arn:aws:iam::111122223333:role/eks-auth-remediation';
   const { app, remediator } = build({ clusters: 'prod', remediationRoleArn: roleArn, ticketTopicArn: 'arn:aws:sns:eu-west-1:111122223333:tickets', ticketEventBusArn: 'arn:aws:events:eu-west-1:111122223333:event-bus/ops', webhookSecretArn: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:hook-AbCdEf' });
-  const t = Template.fromStack(remediator);
+  const t = Template.fromStack(remediator!);
   it('may only assume that role, and no longer calls IAM or EKS itself', () => {
     assert.doesNotThrow(() => app.synth());
     assert.deepEqual(bySid(t, 'AssumeRemediationRole')?.Resource, roleArn);
@@ -153,7 +153,7 @@ describe('remediation role stack', () => {
     assert.deepEqual(bySid(r, 'AssociateApprovedAccessPolicies')?.Condition, {
       StringEquals: { 'eks:policyArn': ['arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy'], 'eks:accessScope': ['cluster', 'namespace'] },
     });
-    const f = Template.fromStack(remediator);
+    const f = Template.fromStack(remediator!);
     assert.match(JSON.stringify(bySid(f, 'AssumeRemediationRole')?.Resource), /role\/EksAuthRemediator-remediation/);
     assert.ok(!allActions(f).some((a) => a.startsWith('eks:')));
   });
@@ -161,7 +161,7 @@ describe('remediation role stack', () => {
 
 describe('cross-account receiver', () => {
   const { app, remediator } = build({ clusters: '', crossAccountSourceAccounts: '444455556666,777788889999', remediationRoleArn: 'arn:aws:iam::444455556666:role/eks-auth-remediation' });
-  const t = Template.fromStack(remediator);
+  const t = Template.fromStack(remediator!);
   it('is a CloudWatch Logs destination -> Kinesis -> the function', () => {
     assert.doesNotThrow(() => app.synth());
     t.resourceCountIs('AWS::Kinesis::Stream', 1);
@@ -178,5 +178,18 @@ describe('cross-account receiver', () => {
     t.hasResourceProperties('AWS::IAM::Role', {
       AssumeRolePolicyDocument: { Statement: [Match.objectLike({ Principal: { Service: 'logs.amazonaws.com' } })] },
     });
+  });
+});
+
+describe('source account of a cross-account setup', () => {
+  const destinationArn = 'arn:aws:logs:eu-west-1:111122223333:destination:EksAuthRemediator-authenticator';
+  const { app, remediator, sources } = build({ sourceDestinationArn: destinationArn, sourceClusters: 'team-a,team-b' });
+  it('only subscribes its cluster log groups to the destination', () => {
+    assert.doesNotThrow(() => app.synth());
+    assert.equal(remediator, undefined);
+    const t = Template.fromStack(sources!);
+    t.resourceCountIs('AWS::Logs::SubscriptionFilter', 2);
+    t.hasResourceProperties('AWS::Logs::SubscriptionFilter', { LogGroupName: '/aws/eks/team-b/cluster', DestinationArn: destinationArn, FilterPattern: WITH_GRANTED });
+    assert.deepEqual(Object.keys(t.toJSON().Resources).length, 2);
   });
 });
