@@ -48,7 +48,10 @@ fn parse_pattern(p: &str) -> Vec<Term> {
     }
     let any = terms.iter().any(|t| matches!(t, Term::Any(_)));
     let other = terms.iter().any(|t| !matches!(t, Term::Any(_)));
-    assert!(!(any && other), "?terms cannot be mixed with other terms: {p}");
+    assert!(
+        !(any && other),
+        "?terms cannot be mixed with other terms: {p}"
+    );
     terms
 }
 
@@ -84,9 +87,20 @@ fn patterns() -> [(&'static str, String, bool); 2] {
     let cdk = "infra/cdk/lib/filter-pattern.ts";
     let denials = quoted_after(sam, "DenialsOnly:");
     let granted = quoted_after(sam, "WithGranted:");
-    assert_eq!(denials, quoted_after(cdk, "DENIALS_ONLY ="), "SAM and CDK differ");
-    assert_eq!(granted, quoted_after(cdk, "WITH_GRANTED ="), "SAM and CDK differ");
-    [("DenialsOnly", denials, false), ("WithGranted", granted, true)]
+    assert_eq!(
+        denials,
+        quoted_after(cdk, "DENIALS_ONLY ="),
+        "SAM and CDK differ"
+    );
+    assert_eq!(
+        granted,
+        quoted_after(cdk, "WITH_GRANTED ="),
+        "SAM and CDK differ"
+    );
+    [
+        ("DenialsOnly", denials, false),
+        ("WithGranted", granted, true),
+    ]
 }
 
 /// Lines as CloudWatch Logs stores them: every sample line, plus the other formats.
@@ -159,7 +173,10 @@ fn matcher_follows_cloudwatch_term_semantics() {
     let any = parse_pattern(r#"?"access denied" ?"Errors parsing""#);
     assert!(matches(&any, "x access denied y"));
     assert!(matches(&any, "Errors parsing configmap"));
-    assert!(!matches(&any, "Access Denied"), "matching is case-sensitive");
+    assert!(
+        !matches(&any, "Access Denied"),
+        "matching is case-sensitive"
+    );
     let all = parse_pattern(r#""access" "denied" -"granted""#);
     assert!(matches(&all, "denied access"));
     assert!(!matches(&all, "access denied, then granted"));

@@ -178,6 +178,10 @@ export class RemediatorStack extends Stack {
     if (props.policyDocument) environment.EKS_AUTH_POLICY = props.policyDocument;
     if (props.policySsmParameterName) environment.EKS_AUTH_POLICY = `{{resolve:ssm:${props.policySsmParameterName}}}`;
     if (props.remediationRoleArn) environment.EKS_AUTH_REMEDIATION_ROLE_ARN = props.remediationRoleArn;
+    if (props.policyDocument && Buffer.byteLength(props.policyDocument) > 3500) {
+      // Lambda allows 4 KB of environment in total: fail at synth, not at deploy.
+      throw new Error(`the policy document is ${Buffer.byteLength(props.policyDocument)} bytes; Lambda's environment holds 4 KB in all: strip comments, or use policySsmParameterName`);
+    }
 
     this.fn = new RustFunction(this, 'Function', {
       manifestPath: path.join(CRATE_DIR, 'Cargo.toml'),
