@@ -3,7 +3,8 @@
 #   SAM:  sam validate --lint; cfn-lint on the translated template (scripts/sam-translate.py) and on
 #         the remediation role template; checkov on the SAM source, the translation and the role.
 #   CDK:  npm ci; tsc + the assertion/cdk-nag tests (node --test); cdk synth without bundling;
-#         checkov on the synthesized templates.
+#         the same IAM actions as the SAM template (scripts/iam-parity.py); checkov on the
+#         synthesized templates.
 # No AWS credentials, no Docker, no cargo-lambda needed; telemetry off. Skips live in the templates,
 # each with its reason (Metadata.checkov.skip, Validations.of(...).acknowledge).
 set -euo pipefail
@@ -62,6 +63,9 @@ npx cdk synth --quiet --no-notices -o cdk.out
 npx cdk synth --quiet --no-notices -o cdk.out.multi -c clusters=prod-eu,prod-us -c withRemediationRole=true \
   -c crossAccountSourceAccounts=444455556666 -c ticketTopicArn=arn:aws:sns:us-east-1:111122223333:tickets
 ls cdk.out/*.template.json cdk.out.multi/*.template.json
+
+step "IAM parity (SAM vs CDK)"
+python3 ../../scripts/iam-parity.py "$out/template.json" cdk.out/EksAuthRemediator.template.json
 
 step "checkov (CDK)"
 checkov cdk.out/*.template.json cdk.out.multi/*.template.json
