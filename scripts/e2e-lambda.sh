@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/tool-venvs.sh
-cargo_lambda_on_path
+cargo_lambda_on_path || exit 1
 
 target="${CARGO_TARGET_DIR:-target}"
 bin="$target/debug/eks-auth-remediator"

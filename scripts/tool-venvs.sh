@@ -17,9 +17,13 @@ ensure_venv() { # ensure_venv NAME PINS: prints the venv's bin directory
   if [ "$(cat "$dir/.pins" 2>/dev/null)" != "$pins" ] || [ ! -x "$dir/bin/python" ]; then
     echo "installing $pins into $dir" >&2
     rm -rf "$dir"
-    python3 -m venv "$dir"
     # shellcheck disable=SC2086
-    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check $pins >&2
+    if ! python3 -m venv "$dir" >&2 \
+      || ! "$dir/bin/python" -m pip install --quiet --disable-pip-version-check $pins >&2; then
+      echo "installing $pins failed" >&2
+      rm -rf "$dir"
+      return 1
+    fi
     printf '%s' "$pins" >"$dir/.pins"
   fi
   echo "$dir/bin"
@@ -27,6 +31,6 @@ ensure_venv() { # ensure_venv NAME PINS: prints the venv's bin directory
 
 cargo_lambda_on_path() {
   local bin
-  bin=$(ensure_venv cargo-lambda "$PINS_CARGO_LAMBDA")
+  bin=$(ensure_venv cargo-lambda "$PINS_CARGO_LAMBDA") || return 1
   export PATH="$bin:$PATH"
 }
