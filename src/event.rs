@@ -494,11 +494,15 @@ fn gunzip_logs_streamed(
                 }
             }
         });
-        let mut text = String::with_capacity(hint);
+        // Only the part not parsed yet is kept: the text stays small (cache-resident) however
+        // large the payload.
+        let mut text = String::with_capacity(4 * STREAM_CHUNK as usize);
         // The first bytes of a UTF-8 character cut by a chunk boundary.
         let mut tail: Vec<u8> = Vec::new();
-        // Everything received, once the fast path gave up: serde_json parses it at the end.
-        let mut raw: Option<Vec<u8>> = None;
+        // False once the fast path gave up: the chunks are then only counted, and the payload is
+        // gunzipped again for serde_json at the end (rare: not what CloudWatch Logs writes).
+        let mut fast = true;
+        let mut total = 0usize;
         let mut resume = fast_logs::Resume::with_capacity(hint);
         loop {
             let chunk = match rx.recv() {
@@ -523,40 +527,33 @@ fn gunzip_logs_streamed(
                     })
                 }
             };
-            if let Some(raw) = &mut raw {
-                raw.extend_from_slice(&chunk);
+            total += chunk.len();
+            if !fast {
                 continue;
             }
             if !append_text(&mut text, &mut tail, &chunk) {
-                let mut all = std::mem::take(&mut text).into_bytes();
-                all.extend_from_slice(&tail);
-                all.extend_from_slice(&chunk);
-                raw = Some(all);
+                fast = false;
                 continue;
             }
             // Parses the events that arrived complete; the rest waits for the next chunk.
             let _ = fast_logs::parse_partial(&text, &mut resume, false);
-        }
-        let json_layer = format!("{layer} JSON");
-        let raw = match raw {
-            Some(raw) => raw,
-            None if tail.is_empty() => match fast_logs::parse_partial(&text, &mut resume, true) {
-                fast_logs::Partial::Done(logs) => {
-                    return Ok((batch_from_raw(logs, region, limits)?, text.len()))
-                }
-                _ => text.into_bytes(),
-            },
-            None => {
-                let mut all = text.into_bytes();
-                all.extend_from_slice(&tail);
-                all
+            let done = resume.consumed();
+            if done >= STREAM_CHUNK as usize {
+                text.drain(..done);
+                resume.dropped(done);
             }
-        };
-        let logs = serde_json::from_slice(&raw).map_err(|source| DecodeError::Json {
-            layer: json_layer,
-            source,
-        })?;
-        Ok((batch_from_raw(logs, region, limits)?, raw.len()))
+        }
+        if fast && tail.is_empty() {
+            if let fast_logs::Partial::Done(logs) =
+                fast_logs::parse_partial(&text, &mut resume, true)
+            {
+                return Ok((batch_from_raw(logs, region, limits)?, total));
+            }
+        }
+        drop((text, resume));
+        let json = gunzip(gz, &gz_layer(), limits)?;
+        let batch = parse_logs_json(&json, &format!("{layer} JSON"), region, limits)?;
+        Ok((batch, json.len()))
     })
 }
 
@@ -679,15 +676,36 @@ mod fast_logs {
         }
     }
 
-    /// Where a parse of a growing prefix of the JSON got to: the events parsed so far and where
-    /// the next one starts, so that each event is parsed once however often the parse resumes.
+    /// Where the parse of a growing text got to. Everything before `pos` has been parsed for
+    /// good (each event once, however often the parse resumes), so the caller may drop it and
+    /// shift `pos` (see [`Resume::consumed`]).
     #[derive(Default)]
     pub(super) struct Resume {
+        pos: usize,
+        phase: Phase,
         events: Events,
-        /// Where the next element of `logEvents` starts.
-        next: Option<usize>,
-        /// Just after the `]` that closes `logEvents`.
-        end: Option<usize>,
+        message_type: Option<Option<MessageType>>,
+        owner: Option<Option<String>>,
+        log_group: Option<Option<String>>,
+        log_stream: Option<Option<String>>,
+        region: Option<Option<String>>,
+        log_events: bool,
+        filters: bool,
+    }
+
+    #[derive(Default, Clone, Copy, PartialEq, Eq)]
+    enum Phase {
+        /// Before the opening `{`.
+        #[default]
+        Begin,
+        /// Expecting a key.
+        Key,
+        /// Inside `logEvents`, expecting an element.
+        Events,
+        /// After a member's value: `,` or `}`.
+        AfterValue,
+        /// After the closing `}`.
+        Done,
     }
 
     impl Resume {
@@ -696,6 +714,16 @@ mod fast_logs {
                 events: Events::with_capacity(bytes / 256, bytes),
                 ..Resume::default()
             }
+        }
+
+        /// How many bytes at the start of the text are parsed for good; after the caller drops
+        /// them it calls [`Resume::dropped`] with the same number.
+        pub(super) fn consumed(&self) -> usize {
+            self.pos
+        }
+
+        pub(super) fn dropped(&mut self, n: usize) {
+            self.pos -= n;
         }
     }
 
@@ -707,34 +735,38 @@ mod fast_logs {
         Fail,
     }
 
-    /// Parses `text`, a prefix of the JSON that is the whole of it when `complete`.
+    /// Parses `text` (the part not dropped yet) from where `resume` stopped; the text is the
+    /// whole rest of the JSON when `complete`.
     pub(super) fn parse_partial(text: &str, resume: &mut Resume, complete: bool) -> Partial {
         let mut p = Parser {
             s: text,
-            i: 0,
+            i: resume.pos,
             scratch: String::new(),
-            resume: std::mem::take(resume),
         };
-        let raw = p.logs();
-        p.ws();
-        let at_end = p.i == text.len();
-        *resume = std::mem::take(&mut p.resume);
-        match raw {
-            Some(raw) if complete && at_end => Partial::Done(raw),
-            _ if complete => Partial::Fail,
-            Some(raw) => {
-                // Parsed to the end but more may come: keep the events for the next attempt.
-                resume.events = raw.log_events;
-                Partial::NeedMore
+        let stopped = p.resume(resume);
+        match stopped {
+            Some(()) if complete => {
+                p.ws();
+                if p.i != text.len() {
+                    return Partial::Fail;
+                }
+                Partial::Done(RawLogs {
+                    message_type: resume.message_type.flatten(),
+                    owner: resume.owner.take().flatten(),
+                    log_group: resume.log_group.take().flatten(),
+                    log_stream: resume.log_stream.take().flatten(),
+                    log_events: std::mem::take(&mut resume.events),
+                    region: resume.region.take().flatten(),
+                })
             }
-            None => Partial::NeedMore,
+            _ if complete => Partial::Fail,
+            _ => Partial::NeedMore,
         }
     }
 
     struct Parser<'a> {
         s: &'a str,
         i: usize,
-        resume: Resume,
         /// Where escaped strings are decoded before being copied out at their exact size.
         scratch: String,
     }
@@ -901,57 +933,84 @@ mod fast_logs {
             Some(())
         }
 
-        fn logs(&mut self) -> Option<RawLogs> {
-            self.eat(b'{')?;
-            let mut message_type = None;
-            let mut owner = None;
-            let mut log_group = None;
-            let mut log_stream = None;
-            let mut log_events = None;
-            let mut region = None;
-            let mut filters = false;
-            if !self.empty(b'}') {
-                loop {
-                    let key = self.str()?;
-                    self.eat(b':')?;
-                    match key.as_ref() {
-                        "messageType" => {
-                            let t = match self.opt_string()?.as_deref() {
-                                None => None,
-                                Some("DATA_MESSAGE") => Some(MessageType::DataMessage),
-                                Some("CONTROL_MESSAGE") => Some(MessageType::ControlMessage),
-                                Some(_) => return None,
-                            };
-                            Self::once(&mut message_type, t)?;
-                        }
-                        "owner" => Self::once(&mut owner, self.opt_string()?)?,
-                        "logGroup" => Self::once(&mut log_group, self.opt_string()?)?,
-                        "logStream" => Self::once(&mut log_stream, self.opt_string()?)?,
-                        "region" => Self::once(&mut region, self.opt_string()?)?,
-                        "logEvents" => Self::once(&mut log_events, self.events()?)?,
-                        "subscriptionFilters" if !filters => {
-                            // Not kept; serde_json ignores it whatever it holds.
-                            filters = true;
-                            self.string_array()?;
-                        }
-                        _ => return None,
+        /// Runs the object's state machine from `r.phase` at `self.i`, committing `r.pos` after
+        /// every complete step; `Some` once the closing `}` is read.
+        fn resume(&mut self, r: &mut Resume) -> Option<()> {
+            loop {
+                match r.phase {
+                    Phase::Begin => {
+                        self.eat(b'{')?;
+                        r.phase = if self.empty(b'}') {
+                            Phase::Done
+                        } else {
+                            Phase::Key
+                        };
                     }
-                    if !self.more(b'}')? {
-                        break;
+                    Phase::Key => {
+                        let key = self.str()?;
+                        self.eat(b':')?;
+                        r.phase = Phase::AfterValue;
+                        match key.as_ref() {
+                            "messageType" => {
+                                let t = match self.opt_string()?.as_deref() {
+                                    None => None,
+                                    Some("DATA_MESSAGE") => Some(MessageType::DataMessage),
+                                    Some("CONTROL_MESSAGE") => Some(MessageType::ControlMessage),
+                                    Some(_) => return None,
+                                };
+                                Self::once(&mut r.message_type, t)?;
+                            }
+                            "owner" => Self::once(&mut r.owner, self.opt_string()?)?,
+                            "logGroup" => Self::once(&mut r.log_group, self.opt_string()?)?,
+                            "logStream" => Self::once(&mut r.log_stream, self.opt_string()?)?,
+                            "region" => Self::once(&mut r.region, self.opt_string()?)?,
+                            "logEvents" if !r.log_events => {
+                                self.eat(b'[')?;
+                                r.log_events = true;
+                                if !self.empty(b']') {
+                                    r.phase = Phase::Events;
+                                    if r.events.spans.capacity() == 0 {
+                                        // CloudWatch events are a few hundred bytes: size the
+                                        // buffers once (decoded strings are never longer).
+                                        let rest = self.s.len() - self.i;
+                                        r.events = Events::with_capacity(rest / 256, rest);
+                                    }
+                                }
+                            }
+                            "subscriptionFilters" if !r.filters => {
+                                // Not kept; serde_json ignores it whatever it holds.
+                                r.filters = true;
+                                self.string_array()?;
+                            }
+                            _ => return None,
+                        }
                     }
+                    Phase::Events => {
+                        // An element counts once the `,` or `]` after it has been read: a text
+                        // that ends inside one leaves it for the next attempt.
+                        let mark = (r.events.spans.len(), r.events.text.len());
+                        let next = self.event(&mut r.events).and_then(|()| self.more(b']'));
+                        match next {
+                            Some(true) => {}
+                            Some(false) => r.phase = Phase::AfterValue,
+                            None => {
+                                r.events.spans.truncate(mark.0);
+                                r.events.text.truncate(mark.1);
+                                return None;
+                            }
+                        }
+                    }
+                    Phase::AfterValue => {
+                        r.phase = if self.more(b'}')? {
+                            Phase::Key
+                        } else {
+                            Phase::Done
+                        };
+                    }
+                    Phase::Done => return Some(()),
                 }
+                r.pos = self.i;
             }
-            Some(RawLogs {
-                message_type: message_type.flatten(),
-                owner: owner.flatten(),
-                log_group: log_group.flatten(),
-                log_stream: log_stream.flatten(),
-                log_events: match log_events {
-                    Some(()) => std::mem::take(&mut self.resume.events),
-                    None => Events::default(),
-                },
-                region: region.flatten(),
-            })
         }
 
         fn string_array(&mut self) -> Option<()> {
@@ -965,55 +1024,6 @@ mod fast_logs {
                 }
             }
             Some(())
-        }
-
-        /// `logEvents`, resumed where an earlier parse of a shorter prefix stopped.
-        fn events(&mut self) -> Option<()> {
-            if let Some(end) = self.resume.end {
-                self.i = end;
-                return Some(());
-            }
-            if let Some(next) = self.resume.next {
-                self.i = next;
-            } else {
-                self.eat(b'[')?;
-                if self.empty(b']') {
-                    self.resume.end = Some(self.i);
-                    return Some(());
-                }
-                self.resume.next = Some(self.i);
-                if self.resume.events.spans.capacity() == 0 {
-                    // CloudWatch events are a few hundred bytes: size the buffers once.
-                    // Decoded strings are never longer than their JSON form.
-                    let rest = self.s.len() - self.i;
-                    self.resume.events = Events::with_capacity(rest / 256, rest);
-                }
-            }
-            let mut events = std::mem::take(&mut self.resume.events);
-            let done = self.event_list(&mut events);
-            self.resume.events = events;
-            done
-        }
-
-        /// Elements up to the closing `]`; an element counts only once the `,` or `]` after it
-        /// has been read, so a prefix that ends inside one leaves it for the next attempt.
-        fn event_list(&mut self, events: &mut Events) -> Option<()> {
-            loop {
-                let mark = (events.spans.len(), events.text.len());
-                let next = self.event(events).and_then(|()| self.more(b']'));
-                match next {
-                    Some(true) => self.resume.next = Some(self.i),
-                    Some(false) => {
-                        self.resume.end = Some(self.i);
-                        return Some(());
-                    }
-                    None => {
-                        events.spans.truncate(mark.0);
-                        events.text.truncate(mark.1);
-                        return None;
-                    }
-                }
-            }
         }
 
         /// One event, its strings decoded straight into the batch's buffer.
