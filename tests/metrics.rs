@@ -145,3 +145,29 @@ fn the_dashboard_needs_only_the_region_substituted() {
         rest = &rest[i + 2..];
     }
 }
+
+/// The SAM template and the CDK app build their own dashboards (SAM cannot read a file): each
+/// plots every emitted metric in the same namespace, so none of the three dashboards drifts.
+#[test]
+fn the_deployment_dashboards_plot_every_metric() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in [
+        "infra/sam/template.yaml",
+        "infra/cdk/lib/remediator-stack.ts",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        assert!(text.contains(NAMESPACE), "{file} does not name {NAMESPACE}");
+        for (name, _, _) in METRICS {
+            assert!(has_word(&text, name), "{file} does not plot {name}");
+        }
+    }
+}
+
+/// `word` stands in `text` with no letter or digit right before or after it.
+fn has_word(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + word.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
+}
