@@ -427,7 +427,7 @@ pub fn gunzip(gz: &[u8], layer: &str, limits: &Limits) -> Result<Vec<u8>, Decode
 /// Payloads at least this large are gunzipped on a second thread while this one parses.
 const STREAM_MIN_GZ: usize = 32 << 10;
 /// Decompressed bytes handed over at a time.
-const STREAM_CHUNK: u64 = 64 << 10;
+const STREAM_CHUNK: u64 = 256 << 10;
 
 /// Gunzips (bounded) and parses a logs payload; returns the batch and the decompressed size.
 /// With a second core and a large payload, decompression runs on its own thread and this one
@@ -1374,7 +1374,7 @@ mod tests {
         let limits = Limits::default();
         streamed_agrees(&json, &limits);
         // Multi-byte characters cut by every chunk boundary, escapes and \u sequences.
-        let msg = "é€😀 \"q\" \\u00e9 ".repeat(4_000);
+        let msg = "é€😀 \"q\" \\u00e9 ".repeat(40_000);
         let logs = format!(
             r#"{{"messageType":"DATA_MESSAGE","logGroup":"/aws/eks/p/cluster","logEvents":[{{"id":"1","timestamp":1,"message":"{msg}"}},{{"id":"2","message":"{msg}"}}]}}"#
         );
@@ -1415,6 +1415,23 @@ mod tests {
         let whole = gunzip(&bad, "p gzip", &limits).map(|_| ());
         let streamed = gunzip_logs_streamed(&bad, "p", None, &limits).map(|_| ());
         assert_eq!(whole.is_err(), streamed.is_err());
+    }
+
+    /// A character cut by a chunk boundary waits for the rest of its bytes.
+    #[test]
+    fn append_text_joins_characters_cut_between_chunks() {
+        let whole = "aé€😀b".as_bytes();
+        for cut in 0..=whole.len() {
+            let (mut text, mut tail) = (String::new(), Vec::new());
+            assert!(append_text(&mut text, &mut tail, &whole[..cut]));
+            assert!(append_text(&mut text, &mut tail, &whole[cut..]));
+            assert!(tail.is_empty(), "cut at {cut}");
+            assert_eq!(text, "aé€😀b");
+        }
+        let (mut text, mut tail) = (String::new(), Vec::new());
+        assert!(!append_text(&mut text, &mut tail, b"ok\xff"));
+        assert!(!append_text(&mut text, &mut tail, b"tab\there"));
+        assert!(text.is_empty() && tail.is_empty());
     }
 
     #[test]
