@@ -119,3 +119,29 @@ pub async fn credentials(config: &SdkConfig) -> Result<Credentials, AwsError> {
         .await
         .map_err(|e| AwsError::Credentials(crate::handler::format_chain(&e)))
 }
+
+/// An IAM role or user as IAM knows it: `Ok(Some((path-qualified ARN, unique id)))`, `Ok(None)` when
+/// it does not exist (or is not a role or user), `Err` with the error chain on any other failure.
+pub async fn iam_entity(
+    iam: &aws_sdk_iam::Client,
+    arn: &crate::arn::Arn,
+) -> Result<Option<(String, String)>, String> {
+    use crate::arn::PrincipalKind;
+    use aws_sdk_iam::error::ProvideErrorMetadata;
+    let name = arn.name();
+    let fail = |code: Option<&str>, chain: String| match code {
+        Some("NoSuchEntity") => Ok(None),
+        _ => Err(chain),
+    };
+    match arn.kind() {
+        PrincipalKind::Role => match iam.get_role().role_name(name).send().await {
+            Ok(o) => Ok(o.role.map(|r| (r.arn, r.role_id))),
+            Err(e) => fail(e.code(), crate::handler::format_chain(&e)),
+        },
+        PrincipalKind::User => match iam.get_user().user_name(name).send().await {
+            Ok(o) => Ok(o.user.map(|u| (u.arn, u.user_id))),
+            Err(e) => fail(e.code(), crate::handler::format_chain(&e)),
+        },
+        _ => Ok(None),
+    }
+}

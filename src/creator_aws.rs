@@ -123,32 +123,12 @@ impl LogSearch for AwsLogSearch {
     }
 
     async fn entity_exists(&self, arn: &Arn) -> Result<Option<bool>, String> {
-        use aws_sdk_iam::error::ProvideErrorMetadata;
-        let name = arn.name().to_string();
-        let r = match arn.kind() {
-            PrincipalKind::Role => self
-                .iam
-                .get_role()
-                .role_name(&name)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| (e.code().unwrap_or("").to_string(), chain(&e))),
-            PrincipalKind::User => self
-                .iam
-                .get_user()
-                .user_name(&name)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| (e.code().unwrap_or("").to_string(), chain(&e))),
-            _ => return Ok(None),
-        };
-        match r {
-            Ok(()) => Ok(Some(true)),
-            Err((code, _)) if code == "NoSuchEntity" => Ok(Some(false)),
-            Err((_, msg)) => Err(msg),
+        if !matches!(arn.kind(), PrincipalKind::Role | PrincipalKind::User) {
+            return Ok(None);
         }
+        crate::aws::iam_entity(&self.iam, arn)
+            .await
+            .map(|e| Some(e.is_some()))
     }
 }
 

@@ -149,43 +149,13 @@ impl AwsFacts {
     }
 
     async fn lookup_principal(&self, arn: &Arn) -> PrincipalInfo {
-        use aws_sdk_iam::error::ProvideErrorMetadata;
-        let name = arn.name().to_string();
-        let result = match arn.kind() {
-            PrincipalKind::Role => self
-                .iam
-                .get_role()
-                .role_name(&name)
-                .send()
-                .await
-                .map(|o| o.role.map(|r| (r.arn, r.role_id)))
-                .map_err(|e| {
-                    (
-                        e.code().unwrap_or("").to_string(),
-                        crate::handler::format_chain(&e),
-                    )
-                }),
-            PrincipalKind::User => self
-                .iam
-                .get_user()
-                .user_name(&name)
-                .send()
-                .await
-                .map(|o| o.user.map(|u| (u.arn, u.user_id)))
-                .map_err(|e| {
-                    (
-                        e.code().unwrap_or("").to_string(),
-                        crate::handler::format_chain(&e),
-                    )
-                }),
-            _ => {
-                return PrincipalInfo {
-                    note: Some(format!("{arn} is not an IAM role or user: not looked up")),
-                    ..PrincipalInfo::default()
-                }
-            }
-        };
-        match result {
+        if !matches!(arn.kind(), PrincipalKind::Role | PrincipalKind::User) {
+            return PrincipalInfo {
+                note: Some(format!("{arn} is not an IAM role or user: not looked up")),
+                ..PrincipalInfo::default()
+            };
+        }
+        match crate::aws::iam_entity(&self.iam, arn).await {
             Ok(Some((path_arn, id))) => PrincipalInfo {
                 exists: Some(true),
                 path_arn: Some(path_arn),
@@ -196,11 +166,7 @@ impl AwsFacts {
                 exists: Some(false),
                 ..PrincipalInfo::default()
             },
-            Err((code, _)) if code == "NoSuchEntity" => PrincipalInfo {
-                exists: Some(false),
-                ..PrincipalInfo::default()
-            },
-            Err((_, message)) => PrincipalInfo {
+            Err(message) => PrincipalInfo {
                 note: Some(format!("IAM lookup of {arn} failed: {message}")),
                 ..PrincipalInfo::default()
             },
