@@ -1057,8 +1057,7 @@ impl Aggregator {
         let g = &mut self.groups[i];
         g.finding.count += 1;
         if let Some(ms) = at {
-            g.first_ms = Some(g.first_ms.map_or(ms, |f| f.min(ms)));
-            g.last_ms = Some(g.last_ms.map_or(ms, |l| l.max(ms)));
+            widen(&mut g.first_ms, &mut g.last_ms, Some(ms), Some(ms));
         }
         if let Some(c) = d.client {
             // Count distinct hosts, not ephemeral ports.
@@ -1120,14 +1119,7 @@ impl Aggregator {
             };
             let mine = &mut self.groups[i];
             mine.finding.count += g.finding.count;
-            mine.first_ms = match (mine.first_ms, g.first_ms) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            mine.last_ms = match (mine.last_ms, g.last_ms) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
+            widen(&mut mine.first_ms, &mut mine.last_ms, g.first_ms, g.last_ms);
             mine.clients.absorb(g.clients);
             mine.codes.absorb(g.codes);
             mine.regions.absorb(g.regions);
@@ -1181,22 +1173,17 @@ impl Aggregator {
         let g = &mut self.grants[i];
         g.count += 1;
         if let Some(ms) = at {
-            g.first_ms = Some(g.first_ms.map_or(ms, |f| f.min(ms)));
-            g.last_ms = Some(g.last_ms.map_or(ms, |l| l.max(ms)));
+            widen(&mut g.first_ms, &mut g.last_ms, Some(ms), Some(ms));
         }
         if let Some(u) = d.username {
-            if g.usernames.len() < MAX_EVIDENCE && !g.usernames.iter().any(|x| x == u) {
-                g.usernames.push(u.to_string());
-            }
+            push_capped(&mut g.usernames, u);
         }
         if let Some(groups) = rec.get("groups") {
             for grp in groups
                 .trim_matches(|c| c == '[' || c == ']')
                 .split_whitespace()
             {
-                if g.groups.len() < MAX_EVIDENCE && !g.groups.iter().any(|x| x == grp) {
-                    g.groups.push(grp.to_string());
-                }
+                push_capped(&mut g.groups, grp);
             }
         }
     }
@@ -1217,22 +1204,13 @@ impl Aggregator {
         };
         let mine = &mut self.grants[i];
         mine.count += g.count;
-        mine.first_ms = match (mine.first_ms, g.first_ms) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        mine.last_ms = match (mine.last_ms, g.last_ms) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
+        widen(&mut mine.first_ms, &mut mine.last_ms, g.first_ms, g.last_ms);
         for (list, more) in [
             (&mut mine.usernames, g.usernames),
             (&mut mine.groups, g.groups),
         ] {
             for v in more {
-                if list.len() < MAX_EVIDENCE && !list.contains(&v) {
-                    list.push(v);
-                }
+                push_capped(list, &v);
             }
         }
     }
@@ -1284,6 +1262,25 @@ impl Aggregator {
             out.push(g.finding);
         }
         (out, self.stats)
+    }
+}
+
+/// Widens the time span `first..=last` to cover `from..=to` (either side may be unknown).
+fn widen(first: &mut Option<i64>, last: &mut Option<i64>, from: Option<i64>, to: Option<i64>) {
+    *first = match (*first, from) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    *last = match (*last, to) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+}
+
+/// Appends `v` unless it is there already or the list holds [`MAX_EVIDENCE`] values.
+fn push_capped(list: &mut Vec<String>, v: &str) {
+    if list.len() < MAX_EVIDENCE && !list.iter().any(|x| x == v) {
+        list.push(v.to_string());
     }
 }
 
