@@ -26,6 +26,24 @@ struct Cli {
     command: Cmd,
 }
 
+/// What `invoke` and `plan` share.
+#[derive(clap::Args)]
+struct RunArgs {
+    event: PathBuf,
+    /// Make no network calls at all (facts are "unknown", nothing is remediated).
+    #[arg(long)]
+    offline: bool,
+    /// Approval policy document (else EKS_AUTH_POLICY / EKS_AUTH_POLICY_FILE; none = tickets only).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// AWS region (else AWS_REGION / the profile).
+    #[arg(long)]
+    region: Option<String>,
+    /// Print the tickets as Markdown instead of the response JSON.
+    #[arg(long)]
+    markdown: bool,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Explain authenticator log lines: outcome, cause, principal and what to do.
@@ -46,19 +64,8 @@ enum Cmd {
     /// Uses real AWS (or the endpoints in AWS_ENDPOINT_URL*) unless --offline; changes clusters
     /// only when the policy says `mode: enforce`.
     Invoke {
-        event: PathBuf,
-        /// Make no network calls at all (facts are "unknown", nothing is remediated).
-        #[arg(long)]
-        offline: bool,
-        /// Approval policy document (else EKS_AUTH_POLICY / EKS_AUTH_POLICY_FILE; none = tickets only).
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        /// AWS region (else AWS_REGION / the profile).
-        #[arg(long)]
-        region: Option<String>,
-        /// Print the tickets as Markdown instead of the response JSON.
-        #[arg(long)]
-        markdown: bool,
+        #[command(flatten)]
+        run: RunArgs,
         /// Also print the CloudWatch EMF metric documents the Lambda function would emit (one
         /// JSON line each) to stderr.
         #[arg(long)]
@@ -66,15 +73,8 @@ enum Cmd {
     },
     /// Like `invoke`, but never writes: shows the plan exactly as enforce would apply it.
     Plan {
-        event: PathBuf,
-        #[arg(long)]
-        offline: bool,
-        #[arg(long)]
-        policy: Option<PathBuf>,
-        #[arg(long)]
-        region: Option<String>,
-        #[arg(long)]
-        markdown: bool,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Summarise one or more event files offline: causes and principals with counts, first and
     /// last seen, and denials over time as a text histogram. No network call.
@@ -167,21 +167,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             region,
             lines,
         } => explain(json, cluster, region, lines),
-        Cmd::Invoke {
-            event,
-            offline,
-            policy,
-            region,
-            markdown,
-            metrics,
-        } => invoke(&event, offline, policy, region, (markdown, metrics), false),
-        Cmd::Plan {
-            event,
-            offline,
-            policy,
-            region,
-            markdown,
-        } => invoke(&event, offline, policy, region, (markdown, false), true),
+        Cmd::Invoke { run, metrics } => invoke(run, metrics, false),
+        Cmd::Plan { run } => invoke(run, false, true),
         Cmd::Token {
             cluster,
             region,
@@ -263,14 +250,14 @@ fn read_input(path: Option<&std::path::Path>) -> anyhow::Result<String> {
     String::from_utf8(buf).context("input is not UTF-8")
 }
 
-fn invoke(
-    path: &std::path::Path,
-    offline: bool,
-    policy: Option<PathBuf>,
-    region: Option<String>,
-    (markdown, metrics): (bool, bool),
-    dry_run_only: bool,
-) -> anyhow::Result<()> {
+fn invoke(run: RunArgs, metrics: bool, dry_run_only: bool) -> anyhow::Result<()> {
+    let RunArgs {
+        event: path,
+        offline,
+        policy,
+        region,
+        markdown,
+    } = run;
     let started = std::time::Instant::now();
     let mut config = Config::from_env()?;
     if region.is_some() {
@@ -280,7 +267,7 @@ fn invoke(
         Some(p) => Some(Policy::from_file(&p)?),
         None => handler::policy_from_env()?,
     };
-    let raw = read_limited(path, config.limits.max_event_bytes)?;
+    let raw = read_limited(&path, config.limits.max_event_bytes)?;
     let offline = offline || handler::offline_from_env();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
