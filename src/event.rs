@@ -438,13 +438,29 @@ fn gunzip_logs(
     region: Option<String>,
     limits: &Limits,
 ) -> Result<(Batch, usize), DecodeError> {
-    let parallel = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-    if !parallel || gz.len() < STREAM_MIN_GZ {
-        let json = gunzip(gz, &format!("{layer} gzip"), limits)?;
-        let batch = parse_logs_json(&json, &format!("{layer} JSON"), region, limits)?;
-        return Ok((batch, json.len()));
+    if cores() < 2 || gz.len() < STREAM_MIN_GZ {
+        return gunzip_then_parse(gz, layer, region, limits);
     }
     gunzip_logs_streamed(gz, layer, region, limits)
+}
+
+/// The sequential path: gunzip (bounded), then parse.
+fn gunzip_then_parse(
+    gz: &[u8],
+    layer: &str,
+    region: Option<String>,
+    limits: &Limits,
+) -> Result<(Batch, usize), DecodeError> {
+    let json = gunzip(gz, &format!("{layer} gzip"), limits)?;
+    let batch = parse_logs_json(&json, &format!("{layer} JSON"), region, limits)?;
+    Ok((batch, json.len()))
+}
+
+/// The cores this process may use, read once (`available_parallelism` reads cgroup files on
+/// Linux: not something to repeat per payload).
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// What the decompression thread hands over.
@@ -551,9 +567,7 @@ fn gunzip_logs_streamed(
             }
         }
         drop((text, resume));
-        let json = gunzip(gz, &gz_layer(), limits)?;
-        let batch = parse_logs_json(&json, &format!("{layer} JSON"), region, limits)?;
-        Ok((batch, json.len()))
+        gunzip_then_parse(gz, layer, region, limits)
     })
 }
 

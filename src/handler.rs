@@ -328,7 +328,7 @@ pub fn diagnose_decoded_with_grants(
 ) -> (Vec<Finding>, Stats, Vec<Grant>) {
     let total: usize = decoded.batches.iter().map(|b| b.events.len()).sum();
     let threads = if total >= PARALLEL_MIN_EVENTS {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+        event::cores().min(MAX_THREADS)
     } else {
         1
     };
