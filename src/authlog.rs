@@ -270,6 +270,70 @@ pub fn parse_logfmt(line: &str) -> Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
     (!fields.is_empty()).then_some(fields)
 }
 
+/// Calls `field(key, value)` for each field of a line that [`parse_entry`] reads as plain logfmt
+/// with no escape in any quoted value (nearly every authenticator line), in one pass and without
+/// allocating. Returns false for any other line (escapes, wrappers, other formats, surrounding
+/// whitespace), possibly after some calls: the caller then takes the general path, which gives
+/// the same fields for the lines this accepts.
+pub fn scan_plain_logfmt<'a>(line: &'a str, mut field: impl FnMut(&'a str, &'a str)) -> bool {
+    let b = line.as_bytes();
+    // A lower-case first byte rules out trimming, JSON, CSV and TTY levels; an ASCII
+    // non-whitespace last byte rules out trimming at the end ('\x0b' is whitespace to `trim`).
+    match (b.first(), b.last()) {
+        (Some(first), Some(&last))
+            if first.is_ascii_lowercase()
+                && last.is_ascii()
+                && !last.is_ascii_whitespace()
+                && last != 0x0b => {}
+        _ => return false,
+    }
+    // A console timestamp (0x1f, see split_paste) or ANSI escapes (0x1b) need the general path.
+    if b.len() > MAX_LINE_BYTES || memchr::memchr2(0x1f, 0x1b, b).is_some() {
+        return false;
+    }
+    // From here on, exactly parse_logfmt, giving up on a backslash in a quoted value.
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        if i >= b.len() {
+            break;
+        }
+        let key_start = i;
+        while i < b.len() && !ENDS_KEY[usize::from(b[i])] {
+            i += 1;
+        }
+        if i == key_start || i >= b.len() || b[i] != b'=' {
+            return false;
+        }
+        let key = &line[key_start..i];
+        i += 1; // '='
+        if i < b.len() && b[i] == b'"' {
+            let start = i + 1;
+            let Some(end) = memchr::memchr2(b'"', b'\\', &b[start..]).map(|n| start + n) else {
+                return false;
+            };
+            if b[end] != b'"' {
+                return false;
+            }
+            field(key, &line[start..end]);
+            i = end + 1;
+            if i < b.len() && b[i] != b' ' && b[i] != b'\t' {
+                return false;
+            }
+        } else {
+            let v_start = i;
+            while i < b.len() && !ENDS_VALUE[usize::from(b[i])] {
+                i += 1;
+            }
+            field(key, &line[v_start..i]);
+        }
+    }
+    // The first byte is a key's: at least one field was seen.
+    true
+}
+
 /// Decodes a Go `%q` string starting at the opening quote; returns the value and the index after
 /// the closing quote.
 #[inline]

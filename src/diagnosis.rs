@@ -4,7 +4,6 @@
 //! section 2. A batch becomes [`Finding`]s keyed by (cluster, principal, cause), so the work that
 //! follows scales with distinct principals, not with log lines.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::OnceLock;
 
@@ -188,7 +187,7 @@ impl Diagnosis {
 
 /// Classifies one record.
 pub fn diagnose(rec: &AuthRecord<'_>) -> Diagnosis {
-    diagnose_ref(rec, &mut Vec::new()).to_owned()
+    diagnose_ref(&KnownFields::of(rec), &mut Vec::new(), &mut String::new()).to_owned()
 }
 
 /// A [`Diagnosis`] borrowing from its record: [`Aggregator::add`] runs once per log line, and
@@ -197,7 +196,7 @@ pub fn diagnose(rec: &AuthRecord<'_>) -> Diagnosis {
 struct DiagnosisRef<'r> {
     outcome: Outcome,
     cause: Option<Cause>,
-    principal: Option<Cow<'r, str>>,
+    principal: Option<&'r str>,
     raw_arn: Option<&'r str>,
     sts_error_code: Option<&'r str>,
     region: Option<&'r str>,
@@ -214,7 +213,7 @@ impl DiagnosisRef<'_> {
         Diagnosis {
             outcome: self.outcome,
             cause: self.cause,
-            principal: own(self.principal.as_deref()),
+            principal: own(self.principal),
             raw_arn: own(self.raw_arn),
             sts_error_code: own(self.sts_error_code),
             region: own(self.region),
@@ -228,7 +227,7 @@ impl DiagnosisRef<'_> {
 }
 
 /// The first value of each field [`diagnose`] reads, found in one pass over the record.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct KnownFields<'r> {
     msg: Option<&'r str>,
     error: Option<&'r str>,
@@ -239,36 +238,52 @@ struct KnownFields<'r> {
     client: Option<&'r str>,
     username: Option<&'r str>,
     time: Option<&'r str>,
+    groups: Option<&'r str>,
 }
 
 impl<'r> KnownFields<'r> {
     fn of(rec: &'r AuthRecord<'_>) -> Self {
         let mut f = KnownFields::default();
         for (k, v) in &rec.fields {
-            let slot = match k.as_ref() {
-                "msg" => &mut f.msg,
-                "error" => &mut f.error,
-                "err" => &mut f.err,
-                "arn" => &mut f.arn,
-                "stsendpoint" => &mut f.stsendpoint,
-                "sts" => &mut f.sts,
-                "client" => &mut f.client,
-                "username" => &mut f.username,
-                "time" => &mut f.time,
-                _ => continue,
-            };
-            // As AuthRecord::get: the first value of a key wins.
-            if slot.is_none() {
-                *slot = Some(v.as_ref());
-            }
+            f.set(k, v);
         }
         f
+    }
+
+    /// The fields of a plain logfmt line without escapes, read straight from the line (no
+    /// [`AuthRecord`]): what [`KnownFields::of`] gives for it. `None` for any other line.
+    fn scan(line: &'r str) -> Option<Self> {
+        let mut f = KnownFields::default();
+        authlog::scan_plain_logfmt(line, |k, v| f.set(k, v)).then_some(f)
+    }
+
+    fn set(&mut self, key: &str, value: &'r str) {
+        let slot = match key {
+            "msg" => &mut self.msg,
+            "error" => &mut self.error,
+            "err" => &mut self.err,
+            "arn" => &mut self.arn,
+            "stsendpoint" => &mut self.stsendpoint,
+            "sts" => &mut self.sts,
+            "client" => &mut self.client,
+            "username" => &mut self.username,
+            "time" => &mut self.time,
+            "groups" => &mut self.groups,
+            _ => return,
+        };
+        // As AuthRecord::get: the first value of a key wins.
+        if slot.is_none() {
+            *slot = Some(value);
+        }
     }
 }
 
 /// `scratch` is reused across calls to hold a lower-cased copy of the error.
-fn diagnose_ref<'r>(rec: &'r AuthRecord<'_>, scratch: &mut Vec<u8>) -> DiagnosisRef<'r> {
-    let f = KnownFields::of(rec);
+fn diagnose_ref<'r>(
+    f: &KnownFields<'r>,
+    scratch: &mut Vec<u8>,
+    arn_buf: &'r mut String,
+) -> DiagnosisRef<'r> {
     let msg = f.msg.unwrap_or("");
     let error = f.error.or(f.err);
     let outcome = if msg.eq_ignore_ascii_case("access denied") {
@@ -288,7 +303,7 @@ fn diagnose_ref<'r>(rec: &'r AuthRecord<'_>, scratch: &mut Vec<u8>) -> Diagnosis
     let mut d = DiagnosisRef {
         outcome,
         cause: None,
-        principal: raw_arn.map(canonical_arn),
+        principal: None,
         raw_arn: None,
         sts_error_code: None,
         region: f.stsendpoint.or(f.sts).and_then(region_of_endpoint),
@@ -298,68 +313,79 @@ fn diagnose_ref<'r>(rec: &'r AuthRecord<'_>, scratch: &mut Vec<u8>) -> Diagnosis
         username: f.username,
         time: f.time,
     };
-    if let (Some(raw), Some(p)) = (raw_arn, &d.principal) {
-        if !std::ptr::eq(raw, p.as_ref()) && raw != p {
-            d.raw_arn = Some(raw);
-        }
-    }
+    // Without an `arn=` field, a denial may name the principal in its error.
+    let mut named = raw_arn;
     if outcome == Outcome::Denied {
         let c = classify_error_ref(error.unwrap_or(""), scratch);
         d.cause = Some(c.cause);
         d.sts_error_code = c.sts_code;
         d.region = c.region.or(d.region);
         d.detail = c.detail;
-        if d.principal.is_none() {
-            d.principal = c.arn.map(canonical_arn);
+        named = named.or(c.arn);
+    }
+    d.principal = named.map(|a| canonical_arn_in(a, arn_buf));
+    if let (Some(raw), Some(p)) = (raw_arn, d.principal) {
+        if !std::ptr::eq(raw, p) && raw != p {
+            d.raw_arn = Some(raw);
         }
     }
     d
 }
 
-/// [`arn::canonicalize`] with one allocation at most, run on every line: only a valid
-/// `arn:P:sts::A:assumed-role/R/S` changes (to `arn:P:iam::A:role/R`); any other input, valid or
-/// not, canonicalises to itself, trimmed. `canonical_arn_matches_arn_canonicalize` holds the two
-/// to the same answers.
-fn canonical_arn(s: &str) -> Cow<'_, str> {
+/// [`arn::canonicalize`] without allocating (once `buf` has grown), run on every line: only a
+/// valid `arn:P:sts::A:assumed-role/R/S` changes (to `arn:P:iam::A:role/R`, written into `buf`);
+/// any other input, valid or not, canonicalises to itself, trimmed.
+/// `canonical_arn_matches_arn_canonicalize` holds the two to the same answers.
+fn canonical_arn_in<'r>(s: &'r str, buf: &'r mut String) -> &'r str {
+    match canonical_parts(s) {
+        Ok(same) => same,
+        Err(parts) => {
+            buf.clear();
+            for part in parts {
+                buf.push_str(part);
+            }
+            buf
+        }
+    }
+}
+
+/// `Ok(s trimmed)` when `s` is its own canonical form, else the parts of the role ARN.
+fn canonical_parts(s: &str) -> Result<&str, [&str; 6]> {
     let t = s.trim();
     // `arn:partition:service:region:account:resource`, as Arn::parse splits it.
     let Some(after_arn) = t.strip_prefix("arn:") else {
-        return Cow::Borrowed(t);
+        return Ok(t);
     };
     let Some((partition, rest)) = split_at_byte(after_arn, b':') else {
-        return Cow::Borrowed(t);
+        return Ok(t);
     };
     // Most ARNs are IAM ones: they never change.
     let Some(rest) = rest.strip_prefix("sts:") else {
-        return Cow::Borrowed(t);
+        return Ok(t);
     };
     let Some((_region, rest)) = split_at_byte(rest, b':') else {
-        return Cow::Borrowed(t);
+        return Ok(t);
     };
     let Some((account, resource)) = split_at_byte(rest, b':') else {
-        return Cow::Borrowed(t);
+        return Ok(t);
     };
     // assumed-role/<role>/<session>: the role is the second segment ("" when missing).
     let role = match resource.strip_prefix("assumed-role") {
         Some("") => "",
         Some(path) => match path.strip_prefix('/') {
             Some(path) => split_at_byte(path, b'/').map_or(path, |(role, _)| role),
-            None => return Cow::Borrowed(t),
+            None => return Ok(t),
         },
-        None => return Cow::Borrowed(t),
+        None => return Ok(t),
     };
     // What Arn::parse checks: anything it rejects canonicalises to itself.
     let valid = arn::PARTITIONS.contains(&partition)
         && account.len() == 12
         && account.bytes().all(|b| b.is_ascii_digit());
     if !valid {
-        return Cow::Borrowed(t);
+        return Ok(t);
     }
-    let mut canonical = String::with_capacity(t.len());
-    for part in ["arn:", partition, ":iam::", account, ":role/", role] {
-        canonical.push_str(part);
-    }
-    Cow::Owned(canonical)
+    Err(["arn:", partition, ":iam::", account, ":role/", role])
 }
 
 /// `s` split around the first `sep` (an ASCII byte), without a searcher's setup cost.
@@ -679,6 +705,11 @@ struct Group {
     key: String,
 }
 
+/// Group keys and evidence values are hashed once per line: foldhash, seeded per process (so
+/// crafted ARNs cannot aim at collisions), costs a fraction of SipHash on keys this short.
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+type Set = HashSet<String, foldhash::fast::RandomState>;
+
 /// The first `cap` distinct values seen, in the order they came, so that two aggregators over
 /// consecutive parts of a batch merge into exactly what one aggregator would have kept.
 #[derive(Debug)]
@@ -686,7 +717,7 @@ struct Capped {
     cap: usize,
     order: Vec<String>,
     /// Only for large caps; small ones are searched linearly.
-    lookup: HashSet<String>,
+    lookup: Set,
 }
 
 impl Capped {
@@ -696,7 +727,7 @@ impl Capped {
         Capped {
             cap,
             order: Vec::new(),
-            lookup: HashSet::new(),
+            lookup: Set::default(),
         }
     }
 
@@ -718,9 +749,20 @@ impl Capped {
         }
     }
 
+    /// As inserting `later`'s values in order, moving them instead of copying.
     fn absorb(&mut self, later: Capped) {
         for v in later.order {
-            self.insert(Some(&v));
+            if self.order.len() >= self.cap {
+                return;
+            }
+            if self.cap <= Self::LINEAR {
+                if !self.order.contains(&v) {
+                    self.order.push(v);
+                }
+            } else if !self.lookup.contains(&v) {
+                self.lookup.insert(v.clone());
+                self.order.push(v);
+            }
         }
     }
 
@@ -740,11 +782,12 @@ pub struct Aggregator {
     /// Findings in first-seen order.
     groups: Vec<Group>,
     /// A group's key (see [`group_key`]) -> its index in `groups`.
-    index: HashMap<String, usize>,
+    index: Map<usize>,
     /// Where each line's key is built: looking a group up allocates nothing.
     key: String,
-    /// Scratch space for [`diagnose_ref`].
+    /// Scratch space for [`diagnose_ref`]: a lower-cased error and a canonicalised ARN.
     scratch: Vec<u8>,
+    arn_buf: String,
     seen: IdSet,
     /// Regions seen anywhere in the batch, per cluster: every line of a cluster shares one.
     cluster_regions: HashMap<Option<String>, String>,
@@ -755,7 +798,7 @@ pub struct Aggregator {
     stats: Stats,
     /// Principals granted access in the batch (evidence of "granted before" for incidents).
     grants: Vec<Grant>,
-    grant_index: HashMap<String, usize>,
+    grant_index: Map<usize>,
 }
 
 /// A principal the authenticator granted in the batch, with the username and groups it got.
@@ -961,26 +1004,47 @@ impl Aggregator {
                 return;
             }
         }
-        let rec = match authlog::parse_entry(line) {
-            Ok(r) => r,
-            Err(authlog::ParseError::Empty) => {
-                self.stats.blank += 1;
-                return;
-            }
-            Err(e) => {
-                self.stats.unparsed += 1;
-                if self.stats.unparsed_samples.len() < MAX_UNPARSED_SAMPLES {
-                    self.stats.unparsed_samples.push(UnparsedSample {
-                        id: id.map(str::to_string),
-                        error: e.to_string(),
-                        line: truncate(line, 300),
-                    });
-                }
-                return;
+        // Nearly every line takes the fast path; the rest is parsed in full.
+        let rec;
+        let fields = match KnownFields::scan(line) {
+            Some(f) => f,
+            None => {
+                rec = match authlog::parse_entry(line) {
+                    Ok(r) => r,
+                    Err(authlog::ParseError::Empty) => {
+                        self.stats.blank += 1;
+                        return;
+                    }
+                    Err(e) => {
+                        self.stats.unparsed += 1;
+                        if self.stats.unparsed_samples.len() < MAX_UNPARSED_SAMPLES {
+                            self.stats.unparsed_samples.push(UnparsedSample {
+                                id: id.map(str::to_string),
+                                error: e.to_string(),
+                                line: truncate(line, 300),
+                            });
+                        }
+                        return;
+                    }
+                };
+                KnownFields::of(&rec)
             }
         };
         self.stats.parsed += 1;
-        let d = diagnose_ref(&rec, &mut self.scratch);
+        let mut arn_buf = std::mem::take(&mut self.arn_buf);
+        self.add_fields(origin, &fields, timestamp_ms, line, &mut arn_buf);
+        self.arn_buf = arn_buf;
+    }
+
+    fn add_fields(
+        &mut self,
+        origin: &Origin,
+        fields: &KnownFields<'_>,
+        timestamp_ms: Option<i64>,
+        line: &str,
+        arn_buf: &mut String,
+    ) {
+        let d = diagnose_ref(fields, &mut self.scratch, arn_buf);
         self.outcome_counts[d.outcome as usize] += 1;
         if let Some(c) = d.cause {
             self.cause_counts[c as usize] += 1;
@@ -993,7 +1057,7 @@ impl Aggregator {
         }
         if d.outcome == Outcome::Granted {
             let at = timestamp_ms.or_else(|| d.time.and_then(timefmt::parse_ms));
-            self.record_grant(origin, &d, &rec, at);
+            self.record_grant(origin, &d, fields.groups, at);
             return;
         }
         if !matches!(d.outcome, Outcome::Denied | Outcome::ConfigError) {
@@ -1007,7 +1071,7 @@ impl Aggregator {
         group_key(
             &mut self.key,
             origin.cluster.as_deref(),
-            d.principal.as_deref(),
+            d.principal,
             d.outcome,
             d.cause,
         );
@@ -1016,7 +1080,7 @@ impl Aggregator {
             None => {
                 let i = self.groups.len();
                 self.index.insert(self.key.clone(), i);
-                let principal = d.principal.as_deref();
+                let principal = d.principal;
                 let finding = Finding {
                     id: finding_id(origin.cluster.as_deref(), principal, d.outcome, d.cause),
                     cluster: origin.cluster.clone(),
@@ -1141,10 +1205,10 @@ impl Aggregator {
         &mut self,
         origin: &Origin,
         d: &DiagnosisRef<'_>,
-        rec: &AuthRecord<'_>,
+        groups: Option<&str>,
         at: Option<i64>,
     ) {
-        let Some(principal) = d.principal.as_deref() else {
+        let Some(principal) = d.principal else {
             return;
         };
         group_key(
@@ -1178,7 +1242,7 @@ impl Aggregator {
         if let Some(u) = d.username {
             push_capped(&mut g.usernames, u);
         }
-        if let Some(groups) = rec.get("groups") {
+        if let Some(groups) = groups {
             for grp in groups
                 .trim_matches(|c| c == '[' || c == ']')
                 .split_whitespace()
@@ -1472,7 +1536,11 @@ mod tests {
             "",
             "  ",
         ] {
-            assert_eq!(canonical_arn(s), arn::canonicalize(s), "{s:?}");
+            assert_eq!(
+                canonical_arn_in(s, &mut String::new()),
+                arn::canonicalize(s),
+                "{s:?}"
+            );
         }
     }
 
@@ -1551,7 +1619,83 @@ mod tests {
             resource in "(assumed-role|role|user|federated-user)?(/[a-zA-Z0-9+=,.@:_-]{0,8}){0,3}[ ]?",
         ) {
             let s = format!("{head}:{partition}:{service}:{region}:{account}:{resource}");
-            proptest::prop_assert_eq!(canonical_arn(&s), arn::canonicalize(&s));
+            let mut buf = String::new();
+            proptest::prop_assert_eq!(canonical_arn_in(&s, &mut buf), arn::canonicalize(&s));
+        }
+    }
+
+    /// The fast path reads exactly what the full parse would: same fields, and only for lines
+    /// the full parse accepts.
+    fn assert_scan_agrees(line: &str) {
+        if let Some(fast) = KnownFields::scan(line) {
+            let rec = authlog::parse_entry(line)
+                .unwrap_or_else(|e| panic!("scan took a line parse_entry rejects ({e}): {line:?}"));
+            assert_eq!(fast, KnownFields::of(&rec), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn scan_agrees_with_the_full_parse() {
+        let lines = crate::benchdata::realistic_lines(3000);
+        let fast = lines
+            .iter()
+            .filter(|l| KnownFields::scan(l).is_some())
+            .count();
+        // Escaped quotes (STS bodies, `starting mapper \"...\"`) take the general path.
+        assert!(fast > lines.len() * 3 / 4, "{fast} of {}", lines.len());
+        for line in &lines {
+            assert_scan_agrees(line);
+        }
+        for line in [
+            r#"msg="access denied" arn=a arn=b"#,
+            r#"time="t" msg="x" error="" client= k"#,
+            r#"msg="x"y=1"#,
+            r#"msg="unterminated"#,
+            "msg=x \u{b}",
+            "msg=x ",
+            "msg=x\t",
+            "msg=x\u{b}",
+            "msg=x\u{a0}",
+            "msg=x\u{3000}",
+            "msg=\"a\\\"b\"",
+            "level=info msg=x\u{1f}more",
+            "level=info msg=x\u{1b}[0m",
+            "level=info msg=\"é\" user=ü",
+            "a=1 =2",
+            "a",
+            "INFO[0000] msg=x",
+            "info[0000] msg=x",
+        ] {
+            assert_scan_agrees(line);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn scan_agrees_on_generated_lines(
+            line in "[a-z \t=\"\\\\\u{b}\u{1f}\u{1b}\u{feff}é\\[\\]{}]{0,40}",
+        ) {
+            assert_scan_agrees(&line);
+        }
+
+        #[test]
+        fn scan_agrees_on_generated_records(
+            fields in proptest::collection::vec(
+                (
+                    proptest::prop_oneof!["msg", "arn", "error", "err", "client", "time", "groups", "x-y", ""],
+                    "[ -~]{0,12}",
+                    proptest::bool::ANY,
+                ),
+                0..6,
+            ),
+            lead in proptest::prop_oneof!["", " ", "pod "],
+            trail in proptest::prop_oneof!["", " ", "\t", "\u{b}", "\u{a0}", "\u{feff}"],
+        ) {
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v, quote)| if *quote { format!("{k}={}", authlog::quote_value(v)) } else { format!("{k}={v}") })
+                .collect();
+            assert_scan_agrees(&format!("{lead}{}{trail}", body.join(" ")));
         }
     }
 
