@@ -337,7 +337,7 @@ pub fn options() -> eventgen::Options {
 /// [`realistic_lines`]`(n)`, and the size in bytes of its decompressed JSON.
 pub fn subscription_event(n: usize) -> (Value, usize) {
     let text = realistic_lines(n).join("\n");
-    let inner = eventgen::decoded(&text, &options()).to_string();
+    let inner = eventgen::wire(&text, &options());
     let data = eventgen::b64(&eventgen::gzip(inner.as_bytes()));
     (json!({"awslogs": {"data": data}}), inner.len())
 }

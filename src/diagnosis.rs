@@ -1082,7 +1082,8 @@ impl Aggregator {
                 self.index.insert(self.key.clone(), i);
                 let principal = d.principal;
                 let finding = Finding {
-                    id: finding_id(origin.cluster.as_deref(), principal, d.outcome, d.cause),
+                    // Set by `finish`: a group merged into an earlier part's never needs one.
+                    id: String::new(),
                     cluster: origin.cluster.clone(),
                     account: origin.account.clone(),
                     region: origin.region.clone(),
@@ -1304,6 +1305,13 @@ impl Aggregator {
         }
         let mut out = Vec::with_capacity(self.groups.len());
         for mut g in self.groups {
+            let f = &g.finding;
+            g.finding.id = finding_id(
+                f.cluster.as_deref(),
+                f.principal.as_deref(),
+                f.outcome,
+                f.cause,
+            );
             g.finding.first_seen = g.first_ms.map(timefmt::format_ms);
             g.finding.last_seen = g.last_ms.map(timefmt::format_ms);
             g.finding.distinct_clients = g.clients.len();

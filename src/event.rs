@@ -275,6 +275,14 @@ impl DecodeError {
 /// # Errors
 /// [`DecodeError`] naming the layer that failed.
 pub fn decode_bytes(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeError> {
+    decode_value(&parse_event(raw, limits)?, limits)
+}
+
+/// The event's JSON, size-checked.
+///
+/// # Errors
+/// [`DecodeError::TooLarge`] or [`DecodeError::Json`], for the `event` layer.
+pub fn parse_event(raw: &[u8], limits: &Limits) -> Result<serde_json::Value, DecodeError> {
     if raw.len() > limits.max_event_bytes {
         return Err(DecodeError::TooLarge {
             layer: "event".into(),
@@ -282,12 +290,10 @@ pub fn decode_bytes(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeError>
             limit: limits.max_event_bytes,
         });
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(raw).map_err(|source| DecodeError::Json {
-            layer: "event".into(),
-            source,
-        })?;
-    decode_value(&value, limits)
+    serde_json::from_slice(raw).map_err(|source| DecodeError::Json {
+        layer: "event".into(),
+        source,
+    })
 }
 
 /// Decodes an event already parsed as JSON (what the Lambda runtime hands us).
@@ -295,6 +301,30 @@ pub fn decode_bytes(raw: &[u8], limits: &Limits) -> Result<Decoded, DecodeError>
 /// # Errors
 /// [`DecodeError`] naming the layer that failed.
 pub fn decode_value(value: &serde_json::Value, limits: &Limits) -> Result<Decoded, DecodeError> {
+    decode_value_early(value, limits, None)
+}
+
+/// Work on a large subscription payload's first events while the rest is still being
+/// decompressed (see [`decode_value_early`]).
+pub trait Early {
+    /// Called while the decoder waits for the next chunk, with the batch's origin (from the
+    /// header fields CloudWatch Logs writes before `logEvents`) and the events parsed so far:
+    /// does a little work and returns true, or false when there is nothing to do until more
+    /// events arrive. The origin is only a forecast: a `region` key after `logEvents` changes it,
+    /// so the caller compares it with the decoded batch's before using the work.
+    fn step(&mut self, origin: &Origin, events: &Events) -> bool;
+}
+
+/// As [`decode_value`]; a subscription payload large enough to be decompressed on a second
+/// thread gives `early` the events parsed so far whenever this thread would otherwise wait.
+///
+/// # Errors
+/// As [`decode_value`].
+pub fn decode_value_early(
+    value: &serde_json::Value,
+    limits: &Limits,
+    early: Option<&mut dyn Early>,
+) -> Result<Decoded, DecodeError> {
     let obj = value
         .as_object()
         .ok_or_else(|| DecodeError::shape("event", "expected a JSON object"))?;
@@ -308,7 +338,7 @@ pub fn decode_value(value: &serde_json::Value, limits: &Limits) -> Result<Decode
             .and_then(|d| d.as_str())
             .ok_or_else(|| DecodeError::shape("awslogs", "missing string field 'data'"))?;
         let gz = b64(data, "awslogs.data base64", limits)?;
-        let (batch, _) = gunzip_logs(&gz, "awslogs.data", region_hint, limits)?;
+        let (batch, _) = gunzip_logs(&gz, "awslogs.data", region_hint, limits, early)?;
         return Ok(Decoded {
             source: Source::Subscription,
             batches: vec![batch],
@@ -339,8 +369,8 @@ pub fn decode_value(value: &serde_json::Value, limits: &Limits) -> Result<Decode
                 max_decompressed_bytes: limits.max_decompressed_bytes.saturating_sub(total),
                 ..*limits
             };
-            let (batch, size) =
-                gunzip_logs(&gz, &format!("Records[{i}].kinesis.data"), region, &budget)?;
+            let layer = format!("Records[{i}].kinesis.data");
+            let (batch, size) = gunzip_logs(&gz, &layer, region, &budget, None)?;
             total += size;
             batches.push(batch);
         }
@@ -437,11 +467,12 @@ fn gunzip_logs(
     layer: &str,
     region: Option<String>,
     limits: &Limits,
+    early: Option<&mut dyn Early>,
 ) -> Result<(Batch, usize), DecodeError> {
     if cores() < 2 || gz.len() < STREAM_MIN_GZ {
         return gunzip_then_parse(gz, layer, region, limits);
     }
-    gunzip_logs_streamed(gz, layer, region, limits)
+    gunzip_logs_streamed(gz, layer, region, limits, early)
 }
 
 /// The sequential path: gunzip (bounded), then parse.
@@ -476,6 +507,7 @@ fn gunzip_logs_streamed(
     layer: &str,
     region: Option<String>,
     limits: &Limits,
+    mut early: Option<&mut dyn Early>,
 ) -> Result<(Batch, usize), DecodeError> {
     let cap = limits.max_decompressed_bytes;
     // gzip's trailer holds the size mod 2^32: only a capacity hint, never trusted past the cap.
@@ -520,8 +552,29 @@ fn gunzip_logs_streamed(
         let mut fast = true;
         let mut total = 0usize;
         let mut resume = fast_logs::Resume::with_capacity(hint);
+        // Known once the header is parsed and `logEvents` has begun.
+        let mut origin: Option<Origin> = None;
         loop {
-            let chunk = match rx.recv() {
+            // Waiting for decompression is time to work on the events parsed so far.
+            let received = loop {
+                match rx.try_recv() {
+                    Ok(m) => break Ok(m),
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break Err(()),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => {}
+                }
+                if let Some(early) = early.as_deref_mut().filter(|_| fast) {
+                    if origin.is_none() {
+                        origin = resume.origin(&region);
+                    }
+                    if let Some(o) = &origin {
+                        if early.step(o, resume.events()) {
+                            continue;
+                        }
+                    }
+                }
+                break rx.recv().map_err(|_| ());
+            };
+            let chunk = match received {
                 Ok(Chunk::Data(chunk)) => chunk,
                 Ok(Chunk::End) => break,
                 Ok(Chunk::Failed(source)) => {
@@ -655,15 +708,29 @@ fn batch_from_raw(
     let message_type = raw.message_type.unwrap_or(MessageType::DataMessage);
     Ok(Batch {
         message_type,
-        origin: Origin {
-            cluster: raw.log_group.as_deref().and_then(cluster_of_log_group),
-            account: raw.owner.filter(|o| !o.is_empty()),
-            region: raw.region.or(region),
-            log_group: raw.log_group,
-            log_stream: raw.log_stream,
-        },
+        origin: origin_of(
+            raw.owner,
+            raw.log_group,
+            raw.log_stream,
+            raw.region.or(region),
+        ),
         events: raw.log_events,
     })
+}
+
+fn origin_of(
+    owner: Option<String>,
+    log_group: Option<String>,
+    log_stream: Option<String>,
+    region: Option<String>,
+) -> Origin {
+    Origin {
+        cluster: log_group.as_deref().and_then(cluster_of_log_group),
+        account: owner.filter(|o| !o.is_empty()),
+        region,
+        log_group,
+        log_stream,
+    }
 }
 
 /// A fast path for the subscription JSON exactly as CloudWatch Logs writes it (compact, the
@@ -675,7 +742,7 @@ fn batch_from_raw(
 mod fast_logs {
     use std::borrow::Cow;
 
-    use super::{Events, MessageType, RawLogs, Span};
+    use super::{origin_of, Events, MessageType, Origin, RawLogs, Span};
 
     pub(super) fn parse(json: &[u8]) -> Option<RawLogs> {
         // Compact JSON holds no byte below 0x20; with none, every string is free of raw control
@@ -738,6 +805,26 @@ mod fast_logs {
 
         pub(super) fn dropped(&mut self, n: usize) {
             self.pos -= n;
+        }
+
+        /// The events parsed so far.
+        pub(super) fn events(&self) -> &Events {
+            &self.events
+        }
+
+        /// The batch's origin, once `logEvents` has begun after an explicit `DATA_MESSAGE` type
+        /// and the owner, log group and stream (the order CloudWatch Logs writes them in).
+        pub(super) fn origin(&self, region: &Option<String>) -> Option<Origin> {
+            let data = self.message_type == Some(Some(MessageType::DataMessage));
+            let (Some(owner), Some(group), Some(stream)) =
+                (&self.owner, &self.log_group, &self.log_stream)
+            else {
+                return None;
+            };
+            (data && self.log_events).then(|| {
+                let region = self.region.clone().flatten().or_else(|| region.clone());
+                origin_of(owner.clone(), group.clone(), stream.clone(), region)
+            })
         }
     }
 
@@ -870,20 +957,26 @@ mod fast_logs {
         /// The rest of a string from an escape on, appended to `out`.
         fn escaped(&mut self, out: &mut String) -> Option<()> {
             let b = self.s.as_bytes();
+            // The text not copied yet starts at `run`; the next quote or backslash is searched
+            // for from `self.i`.
+            let mut run = self.i;
             loop {
-                let start = self.i;
-                let at = start + memchr::memchr2(b'"', b'\\', &b[start..])?;
-                out.push_str(&self.s[start..at]);
-                self.i = at + 1;
+                let at = self.i + memchr::memchr2(b'"', b'\\', &b[self.i..])?;
+                out.push_str(&self.s[run..at]);
                 if b[at] == b'"' {
+                    self.i = at + 1;
                     return Some(());
                 }
-                let esc = *b.get(self.i)?;
-                self.i += 1;
+                let esc = *b.get(at + 1)?;
+                if matches!(esc, b'"' | b'\\' | b'/') {
+                    // The character is the escaped byte itself: it starts the next run (no push
+                    // of its own for the common `\"`), and the search resumes after it.
+                    run = at + 1;
+                    self.i = at + 2;
+                    continue;
+                }
+                self.i = at + 2;
                 let c = match esc {
-                    b'"' => '"',
-                    b'\\' => '\\',
-                    b'/' => '/',
                     b'b' => '\u{8}',
                     b'f' => '\u{c}',
                     b'n' => '\n',
@@ -901,6 +994,7 @@ mod fast_logs {
                     _ => return None,
                 };
                 out.push(c);
+                run = self.i;
             }
         }
 
@@ -1366,7 +1460,7 @@ mod tests {
         let gz = gz(json);
         let whole = gunzip(&gz, "p gzip", limits)
             .and_then(|j| parse_logs_json(&j, "p JSON", None, limits).map(|b| (b, j.len())));
-        let streamed = gunzip_logs_streamed(&gz, "p", None, limits);
+        let streamed = gunzip_logs_streamed(&gz, "p", None, limits, None);
         match (whole, streamed) {
             (Ok(a), Ok(b)) => assert_eq!(a, b),
             (Err(a), Err(b)) => assert_eq!(
@@ -1427,11 +1521,42 @@ mod tests {
         let mid = bad.len() / 2;
         bad[mid] ^= 0x55;
         let whole = gunzip(&bad, "p gzip", &limits).map(|_| ());
-        let streamed = gunzip_logs_streamed(&bad, "p", None, &limits).map(|_| ());
+        let streamed = gunzip_logs_streamed(&bad, "p", None, &limits, None).map(|_| ());
         assert_eq!(whole.is_err(), streamed.is_err());
     }
 
     /// A character cut by a chunk boundary waits for the rest of its bytes.
+    #[test]
+    fn origin_is_forecast_from_the_header() {
+        let o = crate::benchdata::options();
+        let text = "level=info msg=a\nlevel=info msg=b";
+        let region = Some("eu-west-1".to_string());
+        let forecast = |json: &str, upto: usize| {
+            let mut r = fast_logs::Resume::default();
+            let _ = fast_logs::parse_partial(&json[..upto], &mut r, false);
+            r.origin(&region)
+        };
+        let wire = crate::eventgen::wire(text, &o);
+        let (batch, _) = gunzip_then_parse(
+            &gz(wire.as_bytes()),
+            "p",
+            region.clone(),
+            &Limits::default(),
+        )
+        .unwrap();
+        let events_at = wire.find(r#""logEvents":["#).unwrap();
+        // Known once the events begin, and right.
+        assert_eq!(forecast(&wire, events_at), None);
+        assert_eq!(forecast(&wire, events_at + 20), Some(batch.origin.clone()));
+        // Keys in another order (events first): no forecast.
+        let sorted = crate::eventgen::decoded(text, &o).to_string();
+        assert_eq!(forecast(&sorted, sorted.len() / 2), None);
+        // A CONTROL_MESSAGE: none either.
+        let control = crate::eventgen::Options { control: true, ..o };
+        let control = crate::eventgen::wire("", &control);
+        assert_eq!(forecast(&control, control.len() - 5), None);
+    }
+
     #[test]
     fn append_text_joins_characters_cut_between_chunks() {
         let whole = "aé€😀b".as_bytes();

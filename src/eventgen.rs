@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use base64::Engine;
+use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -69,6 +70,47 @@ pub fn decoded(text: &str, o: &Options) -> Value {
     })
 }
 
+/// [`decoded`] as CloudWatch Logs writes it: compact, keys in its order (`messageType`, `owner`,
+/// `logGroup`, `logStream`, `subscriptionFilters`, then `logEvents` of `{id, timestamp,
+/// message}`), which a [`Value`] (sorted keys) does not keep.
+pub fn wire(text: &str, o: &Options) -> String {
+    #[derive(Serialize)]
+    struct Event<'a> {
+        id: &'a Value,
+        timestamp: &'a Value,
+        message: &'a Value,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Logs<'a> {
+        message_type: &'a Value,
+        owner: &'a Value,
+        log_group: &'a Value,
+        log_stream: &'a Value,
+        subscription_filters: &'a Value,
+        log_events: Vec<Event<'a>>,
+    }
+    let v = decoded(text, o);
+    let events = v["logEvents"].as_array().map_or(&[][..], Vec::as_slice);
+    let logs = Logs {
+        message_type: &v["messageType"],
+        owner: &v["owner"],
+        log_group: &v["logGroup"],
+        log_stream: &v["logStream"],
+        subscription_filters: &v["subscriptionFilters"],
+        log_events: events
+            .iter()
+            .map(|e| Event {
+                id: &e["id"],
+                timestamp: &e["timestamp"],
+                message: &e["message"],
+            })
+            .collect(),
+    };
+    // Serialising values and plain structs cannot fail.
+    serde_json::to_string(&logs).unwrap_or_default()
+}
+
 /// Gzip with a fixed header (mtime 0), as CloudWatch Logs compresses subscription data.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut enc = flate2::GzBuilder::new()
@@ -86,13 +128,13 @@ pub fn b64(data: &[u8]) -> String {
 
 /// A CloudWatch Logs subscription event: `{"awslogs":{"data":"<base64 of gzip of JSON>"}}`.
 pub fn subscription(text: &str, o: &Options) -> Value {
-    let inner = decoded(text, o).to_string();
+    let inner = wire(text, o);
     json!({"awslogs": {"data": b64(&gzip(inner.as_bytes()))}})
 }
 
 /// A Kinesis event as a cross-account CloudWatch Logs destination delivers it.
 pub fn kinesis(text: &str, o: &Options) -> Value {
-    let inner = decoded(text, o).to_string();
+    let inner = wire(text, o);
     let data = b64(&gzip(inner.as_bytes()));
     json!({"Records": [{
         "kinesis": {

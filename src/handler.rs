@@ -282,8 +282,8 @@ pub async fn handle_value<E: FactsProvider + Remediator + CreatorLookup + PauseS
     event: &serde_json::Value,
     deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
-    let decoded = event::decode_value(event, &deps.config.limits)?;
-    delivered(handle_decoded(&decoded, deps).await)
+    let (decoded, diagnosis) = decode_and_diagnose(event, &deps.config)?;
+    delivered(handle_diagnosed(&decoded, diagnosis, deps).await)
 }
 
 /// Handles raw event bytes (CLI and tests).
@@ -294,8 +294,8 @@ pub async fn handle_bytes<E: FactsProvider + Remediator + CreatorLookup + PauseS
     raw: &[u8],
     deps: &Deps<E>,
 ) -> Result<Response, HandlerError> {
-    let decoded = event::decode_bytes(raw, &deps.config.limits)?;
-    delivered(handle_decoded(&decoded, deps).await)
+    let event = event::parse_event(raw, &deps.config.limits)?;
+    handle_value(&event, deps).await
 }
 
 /// The response, or [`HandlerError::TicketDelivery`] (holding it) when a delivery failed.
@@ -322,10 +322,7 @@ pub fn diagnose_decoded(decoded: &Decoded, config: &Config) -> (Vec<Finding>, St
 }
 
 /// As [`diagnose_decoded`], with the principals the batch granted (for incident detection).
-pub fn diagnose_decoded_with_grants(
-    decoded: &Decoded,
-    config: &Config,
-) -> (Vec<Finding>, Stats, Vec<Grant>) {
+pub fn diagnose_decoded_with_grants(decoded: &Decoded, config: &Config) -> Diagnosis {
     let total: usize = decoded.batches.iter().map(|b| b.events.len()).sum();
     let threads = if total >= PARALLEL_MIN_EVENTS {
         event::cores().min(MAX_THREADS)
@@ -335,67 +332,88 @@ pub fn diagnose_decoded_with_grants(
     diagnose_with(decoded, config, threads)
 }
 
+/// Findings, counts and grants of a batch (see [`diagnose_decoded_with_grants`]).
+pub type Diagnosis = (Vec<Finding>, Stats, Vec<Grant>);
+
 /// [`diagnose_decoded_with_grants`] split into `threads` parts (one part per thread).
-pub fn diagnose_with(
-    decoded: &Decoded,
-    config: &Config,
-    threads: usize,
-) -> (Vec<Finding>, Stats, Vec<Grant>) {
+pub fn diagnose_with(decoded: &Decoded, config: &Config, threads: usize) -> Diagnosis {
     let batches: Vec<(Origin, &event::Events)> = decoded
         .batches
         .iter()
         .filter(|b| b.message_type != event::MessageType::ControlMessage)
-        .map(|b| {
-            let mut origin = b.origin.clone();
-            if origin.region.is_none() {
-                origin.region.clone_from(&config.region);
-            }
-            (origin, &b.events)
-        })
+        .map(|b| (effective_origin(&b.origin, config), &b.events))
         .collect();
+    continue_with(&batches, Aggregator::new(), 0, threads)
+}
+
+/// The origin lines are diagnosed with: the batch's, with the function's region when it names
+/// none.
+fn effective_origin(origin: &Origin, config: &Config) -> Origin {
+    let mut origin = origin.clone();
+    if origin.region.is_none() {
+        origin.region.clone_from(&config.region);
+    }
+    origin
+}
+
+/// Feeds events `from..` of the concatenated batches into `agg` (fed the events before `from`),
+/// in `threads` consecutive parts, each on its own thread, merged in order: exactly what one
+/// aggregator fed every event in order gives.
+fn continue_with(
+    batches: &[(Origin, &event::Events)],
+    mut agg: Aggregator,
+    from: usize,
+    threads: usize,
+) -> Diagnosis {
     let total: usize = batches.iter().map(|(_, e)| e.len()).sum();
-    let threads = threads.clamp(1, total.max(1));
+    let threads = threads.clamp(1, total.saturating_sub(from).max(1));
     if threads > 1 {
-        let bounds: Vec<usize> = (0..=threads).map(|i| total * i / threads).collect();
-        let mut parts = std::thread::scope(|s| {
+        // This thread's part is a fifth larger: a new thread starts with cold caches and an
+        // empty allocator arena, and runs the same number of lines about that much slower.
+        let weights = 5 * threads + 1;
+        let bounds: Vec<usize> = std::iter::once(from)
+            .chain((1..=threads).map(|i| from + (total - from) * (5 * i + 1) / weights))
+            .collect();
+        let parts = std::thread::scope(|s| {
             let handles: Vec<_> = bounds[1..]
                 .windows(2)
                 .map(|w| {
-                    let (from, to) = (w[0], w[1]);
-                    let batches = &batches;
-                    s.spawn(move || aggregate(batches, from, to))
+                    let (start, end) = (w[0], w[1]);
+                    s.spawn(move || {
+                        let mut part = Aggregator::new();
+                        feed(&mut part, batches, start, end);
+                        part
+                    })
                 })
                 .collect();
-            let mut parts = vec![aggregate(&batches, 0, bounds[1])];
-            parts.extend(
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
-            );
-            parts
-        })
-        .into_iter();
-        if let Some(mut first) = parts.next() {
-            let mut merged = true;
-            for part in parts {
-                if !first.can_absorb(&part) {
-                    merged = false;
-                    break;
-                }
-                first.absorb(part);
+            feed(&mut agg, batches, from, bounds[1]);
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect::<Vec<_>>()
+        });
+        let mut merged = true;
+        for part in parts {
+            if !agg.can_absorb(&part) {
+                merged = false;
+                break;
             }
-            if merged {
-                return first.finish_with_grants();
-            }
+            agg.absorb(part);
+        }
+        if merged {
+            return agg.finish_with_grants();
         }
         // Ids out of order (a redelivery crossing parts): one pass over everything.
+        let mut all = Aggregator::new();
+        feed(&mut all, batches, 0, total);
+        return all.finish_with_grants();
     }
-    aggregate(&batches, 0, total).finish_with_grants()
+    feed(&mut agg, batches, from, total);
+    agg.finish_with_grants()
 }
 
-/// Feeds events `from..to` of the concatenated batches into a new aggregator.
-fn aggregate(batches: &[(Origin, &event::Events)], from: usize, to: usize) -> Aggregator {
-    let mut agg = Aggregator::new();
+/// Feeds events `from..to` of the concatenated batches into `agg`.
+fn feed(agg: &mut Aggregator, batches: &[(Origin, &event::Events)], from: usize, to: usize) {
     let mut offset = 0;
     for (origin, events) in batches {
         let (start, end) = (from.max(offset), to.min(offset + events.len()));
@@ -406,7 +424,75 @@ fn aggregate(batches: &[(Origin, &event::Events)], from: usize, to: usize) -> Ag
         }
         offset += events.len();
     }
-    agg
+}
+
+/// Events diagnosed per [`event::Early::step`]: small, so a chunk that arrives meanwhile waits
+/// little.
+const EARLY_STEP: usize = 16;
+
+/// Diagnoses a subscription batch's first events while the rest is still being decompressed.
+struct EarlyDiagnosis<'c> {
+    config: &'c Config,
+    agg: Aggregator,
+    /// The effective origin the events were diagnosed with.
+    origin: Option<Origin>,
+    done: usize,
+}
+
+impl event::Early for EarlyDiagnosis<'_> {
+    fn step(&mut self, origin: &Origin, events: &event::Events) -> bool {
+        let n = events.len();
+        if self.done >= n {
+            return false;
+        }
+        let config = self.config;
+        let origin = self
+            .origin
+            .get_or_insert_with(|| effective_origin(origin, config));
+        let to = n.min(self.done + EARLY_STEP);
+        for ev in events.slice(self.done..to) {
+            self.agg.add(origin, ev.id, ev.timestamp, ev.message);
+        }
+        self.done = to;
+        true
+    }
+}
+
+/// Decodes and diagnoses an event: what [`event::decode_value`] then
+/// [`diagnose_decoded_with_grants`] give. A large subscription payload's first events are
+/// diagnosed while the rest is still being decompressed, and the remaining ones on
+/// [`diagnose_decoded_with_grants`]'s threads.
+///
+/// # Errors
+/// As [`event::decode_value`].
+pub fn decode_and_diagnose(
+    value: &serde_json::Value,
+    config: &Config,
+) -> Result<(Decoded, Diagnosis), DecodeError> {
+    let mut early = EarlyDiagnosis {
+        config,
+        agg: Aggregator::new(),
+        origin: None,
+        done: 0,
+    };
+    let decoded = event::decode_value_early(value, &config.limits, Some(&mut early))?;
+    let diagnosis = match (&decoded.batches[..], early.origin) {
+        // The early work holds when the batch is the one it forecast.
+        ([batch], Some(origin))
+            if batch.message_type == event::MessageType::DataMessage
+                && effective_origin(&batch.origin, config) == origin =>
+        {
+            let rest = batch.events.len().saturating_sub(early.done);
+            let threads = if rest >= PARALLEL_MIN_EVENTS {
+                event::cores().min(MAX_THREADS)
+            } else {
+                1
+            };
+            continue_with(&[(origin, &batch.events)], early.agg, early.done, threads)
+        }
+        _ => diagnose_decoded_with_grants(&decoded, config),
+    };
+    Ok((decoded, diagnosis))
 }
 
 fn audit_result(status: ActionStatus) -> &'static str {
@@ -424,7 +510,16 @@ pub async fn handle_decoded<E: FactsProvider + Remediator + CreatorLookup + Paus
     decoded: &Decoded,
     deps: &Deps<E>,
 ) -> Response {
-    let (findings, stats, mut grants) = diagnose_decoded_with_grants(decoded, &deps.config);
+    let diagnosis = diagnose_decoded_with_grants(decoded, &deps.config);
+    handle_diagnosed(decoded, diagnosis, deps).await
+}
+
+/// [`handle_decoded`] for an event already diagnosed (see [`decode_and_diagnose`]).
+async fn handle_diagnosed<E: FactsProvider + Remediator + CreatorLookup + PauseStore>(
+    decoded: &Decoded,
+    (findings, stats, mut grants): Diagnosis,
+    deps: &Deps<E>,
+) -> Response {
     // Earlier grants the batch does not show, from the cluster's log group (AWS edge only).
     let lookback_ms = deps.config.incident.grant_lookback_hours as i64 * 3_600_000;
     for (cluster, principals) in incident::grant_lookups(&findings, &grants, &deps.config.incident)
@@ -639,6 +734,97 @@ mod tests {
 
     /// Splitting a batch across threads gives exactly the single-threaded result, also when
     /// redeliveries cross the parts (the merge is refused and one pass runs instead).
+    /// A subscription event holding `wire` (the decoded JSON), as CloudWatch Logs sends it.
+    fn subscription(wire: &str) -> serde_json::Value {
+        let data = crate::eventgen::b64(&crate::eventgen::gzip(wire.as_bytes()));
+        serde_json::json!({"awslogs": {"data": data}})
+    }
+
+    #[test]
+    fn early_diagnosis_gives_the_sequential_result() {
+        let config = Config {
+            region: Some("eu-west-1".into()),
+            ..Config::default()
+        };
+        let lines = crate::benchdata::realistic_lines(6_000).join("\n");
+        let wire = crate::eventgen::wire(&lines, &crate::benchdata::options());
+        let check = |ev: &serde_json::Value| {
+            let decoded = event::decode_value(ev, &config.limits).unwrap();
+            let one = diagnose_with(&decoded, &config, 1);
+            let (fused, diagnosis) = decode_and_diagnose(ev, &config).unwrap();
+            assert_eq!(fused, decoded);
+            assert_eq!(diagnosis, one);
+            one
+        };
+        // As CloudWatch Logs writes it (the early path, however far it got before the end).
+        let plain = check(&subscription(&wire));
+        assert_eq!(plain.1.parsed, 6_000);
+        // A region key after the events: the forecast origin was wrong, the work is redone.
+        let late_region = format!(
+            "{}{}",
+            &wire[..wire.len() - 2],
+            r#"],"region":"us-west-2"}"#
+        );
+        let moved = check(&subscription(&late_region));
+        assert!(moved
+            .0
+            .iter()
+            .all(|f| f.region.as_deref() == Some("us-west-2")));
+        // A redelivered id near the end: parts cannot be merged, counts stay exact.
+        let first_id = &wire[wire.find(r#""id":""#).unwrap() + 6..][..56];
+        let last_id_at = wire.rfind(r#""id":""#).unwrap() + 6;
+        let redelivered = format!(
+            "{}{first_id}{}",
+            &wire[..last_id_at],
+            &wire[last_id_at + 56..]
+        );
+        assert_eq!(check(&subscription(&redelivered)).1.duplicates, 1);
+        // Keys in another order (logEvents first): no forecast, no early work.
+        let sorted = crate::eventgen::decoded(&lines, &crate::benchdata::options()).to_string();
+        assert_eq!(check(&subscription(&sorted)), plain);
+    }
+
+    #[test]
+    fn early_steps_then_parts_equal_one_pass() {
+        // Drives the early work by hand (the decoder calls it only while it waits, which
+        // depends on timing) at several points, then finishes as decode_and_diagnose does.
+        let config = Config::default();
+        let (ev, _) = crate::benchdata::subscription_event(4_000);
+        let decoded = event::decode_value(&ev, &config.limits).unwrap();
+        let one = diagnose_with(&decoded, &config, 1);
+        let batch = &decoded.batches[0];
+        for stop in [1, EARLY_STEP, 1_000, 3_999, 4_000] {
+            for threads in [1, 2, 3] {
+                let mut early = EarlyDiagnosis {
+                    config: &config,
+                    agg: Aggregator::new(),
+                    origin: None,
+                    done: 0,
+                };
+                while early.done < stop {
+                    assert!(event::Early::step(&mut early, &batch.origin, &batch.events));
+                }
+                let origin = early.origin.clone().unwrap();
+                assert_eq!(origin, effective_origin(&batch.origin, &config));
+                let events = [(origin, &batch.events)];
+                let rest = continue_with(&events, early.agg, early.done, threads);
+                assert_eq!(rest, one, "stop {stop}, {threads} threads");
+            }
+        }
+        // Nothing left to do: the step says so.
+        let mut early = EarlyDiagnosis {
+            config: &config,
+            agg: Aggregator::new(),
+            origin: None,
+            done: 4_000,
+        };
+        assert!(!event::Early::step(
+            &mut early,
+            &batch.origin,
+            &batch.events
+        ));
+    }
+
     #[test]
     fn parallel_diagnosis_equals_sequential() {
         let config = Config::default();
