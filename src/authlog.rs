@@ -270,12 +270,24 @@ pub fn parse_logfmt(line: &str) -> Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
     (!fields.is_empty()).then_some(fields)
 }
 
+/// A value [`scan_logfmt`] found: a slice of the line, or (when it had escapes) a range of the
+/// scratch buffer it was decoded into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scanned<'a> {
+    Line(&'a str),
+    Scratch(usize, usize),
+}
+
 /// Calls `field(key, value)` for each field of a line that [`parse_entry`] reads as plain logfmt
-/// with no escape in any quoted value (nearly every authenticator line), in one pass and without
-/// allocating. Returns false for any other line (escapes, wrappers, other formats, surrounding
-/// whitespace), possibly after some calls: the caller then takes the general path, which gives
-/// the same fields for the lines this accepts.
-pub fn scan_plain_logfmt<'a>(line: &'a str, mut field: impl FnMut(&'a str, &'a str)) -> bool {
+/// (nearly every authenticator line), in one pass; values with escapes are decoded onto the end
+/// of `scratch`, so nothing is allocated once it has grown. Returns false for any other line
+/// (wrappers, other formats, surrounding whitespace), possibly after some calls: the caller then
+/// takes the general path, which gives the same fields for the lines this accepts.
+pub fn scan_logfmt<'a>(
+    line: &'a str,
+    scratch: &mut String,
+    mut field: impl FnMut(&'a str, Scanned<'a>),
+) -> bool {
     let b = line.as_bytes();
     // A lower-case first byte rules out trimming, JSON, CSV and TTY levels; an ASCII
     // non-whitespace last byte rules out trimming at the end ('\x0b' is whitespace to `trim`).
@@ -291,7 +303,7 @@ pub fn scan_plain_logfmt<'a>(line: &'a str, mut field: impl FnMut(&'a str, &'a s
     if b.len() > MAX_LINE_BYTES || memchr::memchr2(0x1f, 0x1b, b).is_some() {
         return false;
     }
-    // From here on, exactly parse_logfmt, giving up on a backslash in a quoted value.
+    // From here on, exactly parse_logfmt.
     let mut i = 0;
     while i < b.len() {
         while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
@@ -314,11 +326,17 @@ pub fn scan_plain_logfmt<'a>(line: &'a str, mut field: impl FnMut(&'a str, &'a s
             let Some(end) = memchr::memchr2(b'"', b'\\', &b[start..]).map(|n| start + n) else {
                 return false;
             };
-            if b[end] != b'"' {
-                return false;
+            if b[end] == b'"' {
+                field(key, Scanned::Line(&line[start..end]));
+                i = end + 1;
+            } else {
+                let from = scratch.len();
+                let Some(next) = unescape_go_into(line, start, end, scratch) else {
+                    return false;
+                };
+                field(key, Scanned::Scratch(from, scratch.len()));
+                i = next;
             }
-            field(key, &line[start..end]);
-            i = end + 1;
             if i < b.len() && b[i] != b' ' && b[i] != b'\t' {
                 return false;
             }
@@ -327,7 +345,7 @@ pub fn scan_plain_logfmt<'a>(line: &'a str, mut field: impl FnMut(&'a str, &'a s
             while i < b.len() && !ENDS_VALUE[usize::from(b[i])] {
                 i += 1;
             }
-            field(key, &line[v_start..i]);
+            field(key, Scanned::Line(&line[v_start..i]));
         }
     }
     // The first byte is a key's: at least one field was seen.
@@ -341,18 +359,28 @@ fn unquote_go(s: &str, open: usize) -> Option<(Cow<'_, str>, usize)> {
     let b = s.as_bytes();
     let start = open + 1;
     // Fast path: no escapes.
-    let mut i = start + memchr::memchr2(b'"', b'\\', b.get(start..)?)?;
+    let i = start + memchr::memchr2(b'"', b'\\', b.get(start..)?)?;
     if b[i] == b'"' {
         return Some((Cow::Borrowed(&s[start..i]), i + 1));
     }
     let mut out = String::with_capacity(s.len() - start);
+    let end = unescape_go_into(s, start, i, &mut out)?;
+    Some((Cow::Owned(out), end))
+}
+
+/// Decodes a Go `%q` string whose text starts at `start` and whose first backslash is at
+/// `escape`, appending it to `out`; returns the index after the closing quote. On `None` (an
+/// invalid escape, no closing quote) `out` holds a part of the value.
+fn unescape_go_into(s: &str, start: usize, escape: usize, out: &mut String) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = escape;
     out.push_str(&s[start..i]);
     let mut bytes_out: Vec<u8> = Vec::new();
     while i < b.len() {
         match b[i] {
             b'"' => {
-                flush_bytes(&mut bytes_out, &mut out);
-                return Some((Cow::Owned(out), i + 1));
+                flush_bytes(&mut bytes_out, out);
+                return Some(i + 1);
             }
             b'\\' => {
                 let esc = *b.get(i + 1)?;
@@ -383,11 +411,11 @@ fn unquote_go(s: &str, open: usize) -> Option<(Cow<'_, str>, usize)> {
                     }
                     _ => return None,
                 };
-                flush_bytes(&mut bytes_out, &mut out);
+                flush_bytes(&mut bytes_out, out);
                 out.push(ch);
             }
             _ => {
-                flush_bytes(&mut bytes_out, &mut out);
+                flush_bytes(&mut bytes_out, out);
                 let run_start = i;
                 i = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
                 out.push_str(&s[run_start..i]);
