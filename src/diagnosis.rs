@@ -771,11 +771,13 @@ impl Capped {
         if self.order.len() >= self.cap {
             return;
         }
-        let present = if self.cap <= Self::LINEAR {
-            self.order.iter().any(|o| o == v)
-        } else {
-            self.lookup.contains(v)
-        };
+        // A burst repeats its values: the newest one is checked first.
+        let present = self.order.last().is_some_and(|o| o == v)
+            || if self.cap <= Self::LINEAR {
+                self.order.iter().rev().any(|o| o == v)
+            } else {
+                self.lookup.contains(v)
+            };
         if !present {
             if self.cap > Self::LINEAR {
                 self.lookup.insert(v.to_string());
@@ -1023,6 +1025,13 @@ fn push_decimal(buf: &mut String, n: usize) {
 impl Aggregator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes room for `lines` more lines' event ids (CloudWatch ids are 56 characters): a large
+    /// batch's id set then grows without copying itself over and over.
+    pub fn reserve(&mut self, lines: usize) {
+        self.seen.ids.reserve(lines);
+        self.seen.arena.reserve(lines.saturating_mul(56));
     }
 
     /// Adds one log line. `id` is the CloudWatch event id (redeliveries are counted once);

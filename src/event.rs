@@ -107,6 +107,11 @@ impl Events {
         (start, self.text.len())
     }
 
+    /// How many events the buffer has room for without growing.
+    pub fn capacity(&self) -> usize {
+        self.spans.capacity()
+    }
+
     pub fn len(&self) -> usize {
         self.spans.len()
     }

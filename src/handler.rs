@@ -381,11 +381,13 @@ fn continue_with(
                     let (start, end) = (w[0], w[1]);
                     s.spawn(move || {
                         let mut part = Aggregator::new();
+                        part.reserve(end - start);
                         feed(&mut part, batches, start, end);
                         part
                     })
                 })
                 .collect();
+            agg.reserve(bounds[1] - from);
             feed(&mut agg, batches, from, bounds[1]);
             handles
                 .into_iter()
@@ -408,6 +410,7 @@ fn continue_with(
         feed(&mut all, batches, 0, total);
         return all.finish_with_grants();
     }
+    agg.reserve(total - from);
     feed(&mut agg, batches, from, total);
     agg.finish_with_grants()
 }
@@ -449,6 +452,10 @@ impl event::Early for EarlyDiagnosis<'_> {
         let origin = self
             .origin
             .get_or_insert_with(|| effective_origin(origin, config));
+        if self.done == 0 {
+            // The buffer was sized for the whole payload (from the gzip trailer).
+            self.agg.reserve(events.capacity());
+        }
         let to = n.min(self.done + EARLY_STEP);
         for ev in events.slice(self.done..to) {
             self.agg.add(origin, ev.id, ev.timestamp, ev.message);
