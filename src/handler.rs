@@ -368,11 +368,11 @@ fn continue_with(
     let total: usize = batches.iter().map(|(_, e)| e.len()).sum();
     let threads = threads.clamp(1, total.saturating_sub(from).max(1));
     if threads > 1 {
-        // This thread's part is a fifth larger: a new thread starts with cold caches and an
+        // This thread's part is a tenth larger: a new thread starts with cold caches and an
         // empty allocator arena, and runs the same number of lines about that much slower.
-        let weights = 5 * threads + 1;
+        let weights = 10 * threads + 1;
         let bounds: Vec<usize> = std::iter::once(from)
-            .chain((1..=threads).map(|i| from + (total - from) * (5 * i + 1) / weights))
+            .chain((1..=threads).map(|i| from + (total - from) * (10 * i + 1) / weights))
             .collect();
         let parts = std::thread::scope(|s| {
             let handles: Vec<_> = bounds[1..]
