@@ -279,19 +279,31 @@ impl<'r> KnownFields<'r> {
         })))
     }
 
-    /// Where `key` goes; a byte-string match compiles to length and byte compares, not calls.
+    /// Where `key` goes. Runs for every field of every line: the key is compared as one or two
+    /// integers (by length first), where a match on strings calls `memcmp` per candidate.
     fn slot(key: &str) -> Option<usize> {
-        Some(match key.as_bytes() {
-            b"msg" => 0,
-            b"error" => 1,
-            b"err" => 2,
-            b"arn" => 3,
-            b"stsendpoint" => 4,
-            b"sts" => 5,
-            b"client" => 6,
-            b"username" => 7,
-            b"time" => 8,
-            b"groups" => 9,
+        const fn word(s: &[u8]) -> u64 {
+            let mut w = 0u64;
+            let mut i = 0;
+            while i < s.len() && i < 8 {
+                w |= (s[i] as u64) << (8 * i);
+                i += 1;
+            }
+            w
+        }
+        let k = key.as_bytes();
+        let head = word(k);
+        Some(match k.len() {
+            3 if head == word(b"msg") => 0,
+            3 if head == word(b"err") => 2,
+            3 if head == word(b"arn") => 3,
+            3 if head == word(b"sts") => 5,
+            4 if head == word(b"time") => 8,
+            5 if head == word(b"error") => 1,
+            6 if head == word(b"client") => 6,
+            6 if head == word(b"groups") => 9,
+            8 if head == word(b"username") => 7,
+            11 if head == word(b"stsendpo") && word(&k[8..]) == word(b"int") => 4,
             _ => return None,
         })
     }
@@ -1689,6 +1701,46 @@ mod tests {
             let rec = authlog::parse_entry(line)
                 .unwrap_or_else(|e| panic!("scan took a line parse_entry rejects ({e}): {line:?}"));
             assert_eq!(fast, KnownFields::of(&rec), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn known_keys_and_near_misses() {
+        let keys = [
+            "msg",
+            "error",
+            "err",
+            "arn",
+            "stsendpoint",
+            "sts",
+            "client",
+            "username",
+            "time",
+            "groups",
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(KnownFields::slot(k), Some(i), "{k}");
+        }
+        for k in [
+            "",
+            "ms",
+            "msgs",
+            "Msg",
+            "MSG",
+            "errors",
+            "stsendpoinx",
+            "stsendpoint2",
+            "stsendpoin",
+            "usernam",
+            "usernames",
+            "clients",
+            "group",
+            "tim",
+            "level",
+            "arn\0",
+            "m\0g",
+        ] {
+            assert_eq!(KnownFields::slot(k), None, "{k:?}");
         }
     }
 
