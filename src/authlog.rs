@@ -232,42 +232,20 @@ const fn byte_set(bytes: &[u8]) -> [bool; 256] {
 
 /// Parses a whole line as logfmt; `None` unless every token is `key=value`.
 pub fn parse_logfmt(line: &str) -> Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
-    let b = line.as_bytes();
+    let mut unescaped = String::new();
     // Authenticator records carry up to a dozen fields (`STS response`): one allocation.
     let mut fields = Vec::with_capacity(16);
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
-            i += 1;
-        }
-        if i >= b.len() {
-            break;
-        }
-        let key_start = i;
-        while i < b.len() && !ENDS_KEY[usize::from(b[i])] {
-            i += 1;
-        }
-        if i == key_start || i >= b.len() || b[i] != b'=' {
-            return None;
-        }
-        let key = &line[key_start..i];
-        i += 1; // '='
-        if i < b.len() && b[i] == b'"' {
-            let (value, next) = unquote_go(line, i)?;
-            fields.push((Cow::Borrowed(key), value));
-            i = next;
-            if i < b.len() && b[i] != b' ' && b[i] != b'\t' {
-                return None;
-            }
-        } else {
-            let v_start = i;
-            while i < b.len() && !ENDS_VALUE[usize::from(b[i])] {
-                i += 1;
-            }
-            fields.push((Cow::Borrowed(key), Cow::Borrowed(&line[v_start..i])));
-        }
+    if !logfmt_fields(line, &mut unescaped, |k, v| fields.push((k, v))) || fields.is_empty() {
+        return None;
     }
-    (!fields.is_empty()).then_some(fields)
+    let fields = fields.into_iter().map(|(k, v)| {
+        let v = match v {
+            Scanned::Line(v) => Cow::Borrowed(v),
+            Scanned::Scratch(a, b) => Cow::Owned(unescaped[a..b].to_string()),
+        };
+        (Cow::Borrowed(k), v)
+    });
+    Some(fields.collect())
 }
 
 /// A value [`scan_logfmt`] found: a slice of the line, or (when it had escapes) a range of the
@@ -286,7 +264,7 @@ pub enum Scanned<'a> {
 pub fn scan_logfmt<'a>(
     line: &'a str,
     scratch: &mut String,
-    mut field: impl FnMut(&'a str, Scanned<'a>),
+    field: impl FnMut(&'a str, Scanned<'a>),
 ) -> bool {
     let b = line.as_bytes();
     // A lower-case first byte rules out trimming, JSON, CSV and TTY levels; an ASCII
@@ -303,7 +281,19 @@ pub fn scan_logfmt<'a>(
     if b.len() > MAX_LINE_BYTES || memchr::memchr2(0x1f, 0x1b, b).is_some() {
         return false;
     }
-    // From here on, exactly parse_logfmt.
+    // The first byte is a key's: a line that is well formed has at least one field.
+    logfmt_fields(line, scratch, field)
+}
+
+/// The logfmt tokenizer [`parse_logfmt`] and [`scan_logfmt`] share: calls `field` for each
+/// `key=value` (escaped values decoded onto the end of `scratch`); false unless every token is
+/// one.
+fn logfmt_fields<'a>(
+    line: &'a str,
+    scratch: &mut String,
+    mut field: impl FnMut(&'a str, Scanned<'a>),
+) -> bool {
+    let b = line.as_bytes();
     let mut i = 0;
     while i < b.len() {
         while i < b.len() && (b[i] == b' ' || b[i] == b'\t') {
@@ -348,24 +338,7 @@ pub fn scan_logfmt<'a>(
             field(key, Scanned::Line(&line[v_start..i]));
         }
     }
-    // The first byte is a key's: at least one field was seen.
     true
-}
-
-/// Decodes a Go `%q` string starting at the opening quote; returns the value and the index after
-/// the closing quote.
-#[inline]
-fn unquote_go(s: &str, open: usize) -> Option<(Cow<'_, str>, usize)> {
-    let b = s.as_bytes();
-    let start = open + 1;
-    // Fast path: no escapes.
-    let i = start + memchr::memchr2(b'"', b'\\', b.get(start..)?)?;
-    if b[i] == b'"' {
-        return Some((Cow::Borrowed(&s[start..i]), i + 1));
-    }
-    let mut out = String::with_capacity(s.len() - start);
-    let end = unescape_go_into(s, start, i, &mut out)?;
-    Some((Cow::Owned(out), end))
 }
 
 /// Decodes a Go `%q` string whose text starts at `start` and whose first backslash is at

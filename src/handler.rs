@@ -442,6 +442,17 @@ struct EarlyDiagnosis<'c> {
     done: usize,
 }
 
+impl<'c> EarlyDiagnosis<'c> {
+    fn new(config: &'c Config) -> Self {
+        EarlyDiagnosis {
+            config,
+            agg: Aggregator::new(),
+            origin: None,
+            done: 0,
+        }
+    }
+}
+
 impl event::Early for EarlyDiagnosis<'_> {
     fn step(&mut self, origin: &Origin, events: &event::Events) -> bool {
         let n = events.len();
@@ -476,12 +487,7 @@ pub fn decode_and_diagnose(
     value: &serde_json::Value,
     config: &Config,
 ) -> Result<(Decoded, Diagnosis), DecodeError> {
-    let mut early = EarlyDiagnosis {
-        config,
-        agg: Aggregator::new(),
-        origin: None,
-        done: 0,
-    };
+    let mut early = EarlyDiagnosis::new(config);
     let decoded = event::decode_value_early(value, &config.limits, Some(&mut early))?;
     let diagnosis = match (&decoded.batches[..], early.origin) {
         // The early work holds when the batch is the one it forecast.
@@ -802,12 +808,7 @@ mod tests {
         let batch = &decoded.batches[0];
         for stop in [1, EARLY_STEP, 1_000, 3_999, 4_000] {
             for threads in [1, 2, 3] {
-                let mut early = EarlyDiagnosis {
-                    config: &config,
-                    agg: Aggregator::new(),
-                    origin: None,
-                    done: 0,
-                };
+                let mut early = EarlyDiagnosis::new(&config);
                 while early.done < stop {
                     assert!(event::Early::step(&mut early, &batch.origin, &batch.events));
                 }
@@ -820,10 +821,8 @@ mod tests {
         }
         // Nothing left to do: the step says so.
         let mut early = EarlyDiagnosis {
-            config: &config,
-            agg: Aggregator::new(),
-            origin: None,
             done: 4_000,
+            ..EarlyDiagnosis::new(&config)
         };
         assert!(!event::Early::step(
             &mut early,
