@@ -8,11 +8,10 @@
 #[path = "../sim/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::collections::BTreeMap;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
 use eks_auth_remediator::creator::{CreatorConfig, CreatorSource, CreatorStatus};
 use eks_auth_remediator::edge::Edge;
 use eks_auth_remediator::eventgen::{self, Options};
@@ -23,23 +22,8 @@ use eks_sim::{AuthMode, ClusterConfig, SimConfig, Simulator};
 
 const NODE_ROLES: &str = "- rolearn: arn:aws:iam::123456789012:role/eks-node\n  username: system:node:{{EC2PrivateDNSName}}\n  groups:\n    - system:bootstrappers\n    - system:nodes\n";
 
-fn sdk(creds: &eks_sim::sigv4::Creds) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(support::REGION))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            creds.access_key.clone(),
-            creds.secret_key.clone(),
-            creds.session_token.clone(),
-            None,
-            "test",
-        )))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build()
-}
-
 fn logs_client() -> aws_sdk_cloudwatchlogs::Client {
-    let config = sdk(&support::admin_creds());
+    let config = support::sdk_config(&support::admin_creds());
     aws_sdk_cloudwatchlogs::Client::from_conf(
         aws_sdk_cloudwatchlogs::config::Builder::from(&config)
             .endpoint_url(&support::moto().endpoint)
@@ -48,7 +32,7 @@ fn logs_client() -> aws_sdk_cloudwatchlogs::Client {
 }
 
 fn dynamodb_client() -> aws_sdk_dynamodb::Client {
-    let config = sdk(&support::admin_creds());
+    let config = support::sdk_config(&support::admin_creds());
     aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&config)
             .endpoint_url(&support::moto().endpoint)
@@ -64,7 +48,7 @@ fn edge(
     actor: &str,
     table: Option<&str>,
 ) -> Edge {
-    let config = sdk(creds);
+    let config = support::sdk_config(creds);
     let iam = aws_sdk_iam::Client::from_conf(
         aws_sdk_iam::config::Builder::from(&config)
             .endpoint_url(&support::moto().endpoint)
@@ -462,29 +446,7 @@ async fn the_pause_persists_across_invocations_in_dynamodb() {
     let sim = simulator(&cluster, &creator.arn).await;
     let table = support::unique("eks-auth-suppression");
     let ddb = dynamodb_client();
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    ddb.create_table()
-        .table_name(&table)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await
-        .expect("create table");
+    common::create_suppression_table(&ddb, &table).await;
 
     // Invocation 1: the incident; the pause is stored.
     let r1 = run(

@@ -8,8 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use eks_auth_remediator::edge::Edge;
 use eks_auth_remediator::eventgen::{self, Options};
@@ -22,24 +21,9 @@ use kube::Api;
 
 const NODE_ROLES: &str = "# managed by the platform team\n- rolearn: arn:aws:iam::123456789012:role/eks-node\n  username: system:node:{{EC2PrivateDNSName}}\n  groups:\n    - system:bootstrappers\n    - system:nodes\n";
 
-fn sdk(creds: &eks_sim::sigv4::Creds) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(support::REGION))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            creds.access_key.clone(),
-            creds.secret_key.clone(),
-            creds.session_token.clone(),
-            None,
-            "test",
-        )))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build()
-}
-
 /// The function acting as `creds`, IAM/STS on moto, EKS on the simulator.
 fn edge(sim: &Simulator, creds: &eks_sim::sigv4::Creds, actor: &str) -> Edge {
-    let config = sdk(creds);
+    let config = support::sdk_config(creds);
     let iam = aws_sdk_iam::Client::from_conf(
         aws_sdk_iam::config::Builder::from(&config)
             .endpoint_url(&support::moto().endpoint)

@@ -7,12 +7,12 @@
 #[path = "../sim/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
+use aws_config::SdkConfig;
 use eks_auth_remediator::edge::Edge;
 use eks_auth_remediator::facts::OfflineFacts;
 use eks_auth_remediator::handler::{self, Config, Deps, HandlerError, Response};
@@ -30,18 +30,9 @@ use sha2::Sha256;
 // ---- AWS on moto ---------------------------------------------------------------------------
 
 fn sdk_at(endpoint: &str) -> SdkConfig {
-    SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(support::REGION))
+    support::sdk_config(&support::admin_creds())
+        .to_builder()
         .endpoint_url(endpoint)
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "test",
-        )))
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build()
 }
 
@@ -203,33 +194,10 @@ async fn bus_to_queue() -> (String, String) {
 
 /// The shared table schema: `pk` (S) only, TTL on `expires_at`.
 async fn table() -> String {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        TimeToLiveSpecification,
-    };
+    use aws_sdk_dynamodb::types::TimeToLiveSpecification;
     let name = support::unique("suppression");
     let client = aws_sdk_dynamodb::Client::new(&sdk());
-    client
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("pk")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("pk")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("CreateTable");
+    common::create_suppression_table(&client, &name).await;
     client
         .update_time_to_live()
         .table_name(&name)

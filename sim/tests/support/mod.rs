@@ -113,6 +113,26 @@ pub fn admin_creds() -> Creds {
     }
 }
 
+/// An AWS SDK configuration acting as `creds` in [`REGION`], over plain HTTP (moto and the
+/// simulator); callers set the endpoint.
+pub fn sdk_config(creds: &Creds) -> aws_config::SdkConfig {
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new(
+                creds.access_key.clone(),
+                creds.secret_key.clone(),
+                creds.session_token.clone(),
+                None,
+                "test",
+            ),
+        ))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build()
+}
+
 fn enc(s: &str) -> String {
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
         .remove(b'-')
