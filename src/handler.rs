@@ -324,12 +324,16 @@ pub fn diagnose_decoded(decoded: &Decoded, config: &Config) -> (Vec<Finding>, St
 /// As [`diagnose_decoded`], with the principals the batch granted (for incident detection).
 pub fn diagnose_decoded_with_grants(decoded: &Decoded, config: &Config) -> Diagnosis {
     let total: usize = decoded.batches.iter().map(|b| b.events.len()).sum();
-    let threads = if total >= PARALLEL_MIN_EVENTS {
+    diagnose_with(decoded, config, threads_for(total))
+}
+
+/// The threads `lines` lines are diagnosed on: one below [`PARALLEL_MIN_EVENTS`].
+fn threads_for(lines: usize) -> usize {
+    if lines >= PARALLEL_MIN_EVENTS {
         event::cores().min(MAX_THREADS)
     } else {
         1
-    };
-    diagnose_with(decoded, config, threads)
+    }
 }
 
 /// Findings, counts and grants of a batch (see [`diagnose_decoded_with_grants`]).
@@ -495,12 +499,7 @@ pub fn decode_and_diagnose(
             if batch.message_type == event::MessageType::DataMessage
                 && effective_origin(&batch.origin, config) == origin =>
         {
-            let rest = batch.events.len().saturating_sub(early.done);
-            let threads = if rest >= PARALLEL_MIN_EVENTS {
-                event::cores().min(MAX_THREADS)
-            } else {
-                1
-            };
+            let threads = threads_for(batch.events.len().saturating_sub(early.done));
             continue_with(&[(origin, &batch.events)], early.agg, early.done, threads)
         }
         _ => diagnose_decoded_with_grants(&decoded, config),
