@@ -184,6 +184,17 @@ impl fmt::Display for Arn {
     }
 }
 
+/// True for exactly an IAM role ARN, `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`, as written
+/// (no region, no wildcard, nothing a parse would normalise): the form a role to assume must have.
+pub fn is_role_arn(s: &str) -> bool {
+    Arn::parse(s).is_ok_and(|a| {
+        a.kind() == PrincipalKind::Role
+            && a.region.is_empty()
+            && a.to_string() == s
+            && !s.contains(['*', '?'])
+    })
+}
+
 /// Canonicalises an ARN string the way the authenticator does; returns the input unchanged when it
 /// does not parse (the caller keeps the raw value as evidence either way).
 pub fn canonicalize(s: &str) -> String {

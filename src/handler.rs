@@ -235,6 +235,40 @@ pub fn offline_from_env() -> bool {
     std::env::var("EKS_AUTH_OFFLINE").is_ok_and(|v| v == "true" || v == "1")
 }
 
+/// The variable naming the role remediation acts as when the policy names none.
+pub const ENV_REMEDIATION_ROLE: &str = "EKS_AUTH_REMEDIATION_ROLE_ARN";
+
+/// The role remediation acts as: the policy's `remediation_role_arn`, else
+/// `EKS_AUTH_REMEDIATION_ROLE_ARN`; none (the process's own identity) when neither is set. The
+/// Lambda function and `eks-auth invoke`/`plan` both take it from here.
+///
+/// # Errors
+/// [`ConfigError`] when the variable is set to something other than an IAM role ARN.
+pub fn remediation_role(policy: Option<&Policy>) -> Result<Option<String>, ConfigError> {
+    remediation_role_with(policy, std::env::var(ENV_REMEDIATION_ROLE).ok())
+}
+
+fn remediation_role_with(
+    policy: Option<&Policy>,
+    env: Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    if let Some(role) = policy.and_then(Policy::remediation_role_arn) {
+        return Ok(Some(role.to_string()));
+    }
+    let Some(value) = env.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let role = value.trim();
+    if crate::arn::is_role_arn(role) {
+        return Ok(Some(role.to_string()));
+    }
+    Err(ConfigError {
+        name: ENV_REMEDIATION_ROLE,
+        value,
+        reason: "expected an IAM role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)",
+    })
+}
+
 /// The approval policy from `EKS_AUTH_POLICY` / `EKS_AUTH_POLICY_FILE`; none when neither is set.
 ///
 /// # Errors
@@ -744,12 +778,53 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    /// Splitting a batch across threads gives exactly the single-threaded result, also when
-    /// redeliveries cross the parts (the merge is refused and one pass runs instead).
     /// A subscription event holding `wire` (the decoded JSON), as CloudWatch Logs sends it.
     fn subscription(wire: &str) -> serde_json::Value {
         let data = crate::eventgen::b64(&crate::eventgen::gzip(wire.as_bytes()));
         serde_json::json!({"awslogs": {"data": data}})
+    }
+
+    /// The policy's role wins; the variable is used when the policy names none, and must be a
+    /// role ARN.
+    #[test]
+    fn remediation_role_from_policy_then_variable() {
+        let policy_role = "arn:aws:iam::111122223333:role/from-policy";
+        let env_role = "arn:aws:iam::111122223333:role/ops/from-env";
+        let with_role = Policy::parse(
+            &format!("clusters: []\nremediation_role_arn: {policy_role}\nrules: []\n"),
+            "test",
+        )
+        .unwrap();
+        let without = Policy::parse("clusters: []\nrules: []\n", "test").unwrap();
+        let role = |p: Option<&Policy>, env: Option<&str>| {
+            remediation_role_with(p, env.map(str::to_string))
+        };
+        assert_eq!(
+            role(Some(&with_role), Some(env_role)).unwrap().as_deref(),
+            Some(policy_role)
+        );
+        assert_eq!(
+            role(Some(&without), Some(env_role)).unwrap().as_deref(),
+            Some(env_role)
+        );
+        assert_eq!(
+            role(None, Some(&format!(" {env_role}\n")))
+                .unwrap()
+                .as_deref(),
+            Some(env_role)
+        );
+        assert_eq!(role(None, None).unwrap(), None);
+        assert_eq!(role(Some(&without), Some("  ")).unwrap(), None);
+        for bad in [
+            "my-role",
+            "arn:aws:iam::111122223333:user/alice",
+            "arn:aws:sts::111122223333:assumed-role/r/s",
+            "arn:aws:iam::111122223333:role/*",
+        ] {
+            let e = role(None, Some(bad)).unwrap_err();
+            assert_eq!(e.name, ENV_REMEDIATION_ROLE);
+            assert_eq!(e.value, bad);
+        }
     }
 
     #[test]
@@ -830,6 +905,8 @@ mod tests {
         ));
     }
 
+    /// Splitting a batch across threads gives exactly the single-threaded result, also when
+    /// redeliveries cross the parts (the merge is refused and one pass runs instead).
     #[test]
     fn parallel_diagnosis_equals_sequential() {
         let config = Config::default();

@@ -15,14 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = Config::from_env()?;
     let policy = handler::policy_from_env()?;
     let offline = handler::offline_from_env();
-    let role = policy
-        .as_ref()
-        .and_then(|p| p.remediation_role_arn().map(str::to_string))
-        .or_else(|| {
-            std::env::var("EKS_AUTH_REMEDIATION_ROLE_ARN")
-                .ok()
-                .filter(|r| !r.is_empty())
-        });
+    let role = handler::remediation_role(policy.as_ref())?;
     let (mut edge, delivery) = if offline {
         (
             Edge::Offline(OfflineFacts),

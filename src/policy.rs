@@ -1415,14 +1415,7 @@ fn validate(raw: RawPolicy) -> Result<Policy, Vec<Pending>> {
     let remediation_role_arn = raw.remediation_role_arn.and_then(|s| {
         let at = [Seg::Key("remediation_role_arn")];
         match Arn::parse(&s) {
-            Ok(a)
-                if a.kind() == PrincipalKind::Role
-                    && a.region.is_empty()
-                    && a.to_string() == s
-                    && !s.contains(['*', '?']) =>
-            {
-                Some(s)
-            }
+            Ok(_) if crate::arn::is_role_arn(&s) => Some(s),
             Ok(_) => {
                 ck.report(
                     &at,

@@ -252,6 +252,30 @@ fn bad_input_exits_2_with_one_line_naming_the_layer() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `invoke` acts as the role `EKS_AUTH_REMEDIATION_ROLE_ARN` names, as the Lambda function
+/// does: a value that is not a role ARN is refused before any call to AWS.
+#[test]
+fn invoke_refuses_a_remediation_role_that_is_not_a_role_arn() {
+    let event = events_dir().join("manual.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_eks-auth"))
+        .args(["invoke", event.to_str().unwrap()])
+        .env_remove("EKS_AUTH_OFFLINE")
+        .env_remove("EKS_AUTH_POLICY")
+        .env_remove("EKS_AUTH_POLICY_FILE")
+        .env("AWS_REGION", "eu-west-1")
+        .env(
+            "EKS_AUTH_REMEDIATION_ROLE_ARN",
+            "arn:aws:iam::111122223333:user/alice",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("EKS_AUTH_REMEDIATION_ROLE_ARN"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn markdown_tickets() {
     let out = eks_auth(

@@ -279,9 +279,7 @@ fn invoke(run: RunArgs, metrics: bool, dry_run_only: bool) -> anyhow::Result<()>
                 Delivery::Disabled("--offline: tickets are not delivered".into()),
             )
         } else {
-            let role = policy
-                .as_ref()
-                .and_then(|p| p.remediation_role_arn().map(str::to_string));
+            let role = handler::remediation_role(policy.as_ref())?;
             let delivery = if dry_run_only {
                 Delivery::Disabled("eks-auth plan never delivers tickets".into())
             } else {
