@@ -255,10 +255,13 @@ fn remediation_role_with(
     if let Some(role) = policy.and_then(Policy::remediation_role_arn) {
         return Ok(Some(role.to_string()));
     }
-    let Some(value) = env.filter(|v| !v.trim().is_empty()) else {
+    let Some(value) = env else {
         return Ok(None);
     };
     let role = value.trim();
+    if role.is_empty() {
+        return Ok(None);
+    }
     if crate::arn::is_role_arn(role) {
         return Ok(Some(role.to_string()));
     }
