@@ -976,48 +976,10 @@ mod fast_logs {
             decoded
         }
 
-        /// The rest of a string from an escape on, appended to `out`.
+        /// The rest of a string from `self.i` on, appended to `out`.
         fn escaped(&mut self, out: &mut String) -> Option<()> {
-            let b = self.s.as_bytes();
-            // The text not copied yet starts at `run`; the next quote or backslash is searched
-            // for from `self.i`.
-            let mut run = self.i;
-            loop {
-                let at = self.i + memchr::memchr2(b'"', b'\\', &b[self.i..])?;
-                out.push_str(&self.s[run..at]);
-                if b[at] == b'"' {
-                    self.i = at + 1;
-                    return Some(());
-                }
-                let esc = *b.get(at + 1)?;
-                if matches!(esc, b'"' | b'\\' | b'/') {
-                    // The character is the escaped byte itself: it starts the next run (no push
-                    // of its own for the common `\"`), and the search resumes after it.
-                    run = at + 1;
-                    self.i = at + 2;
-                    continue;
-                }
-                self.i = at + 2;
-                let c = match esc {
-                    b'b' => '\u{8}',
-                    b'f' => '\u{c}',
-                    b'n' => '\n',
-                    b'r' => '\r',
-                    b't' => '\t',
-                    b'u' => {
-                        let hex = self.s.get(self.i..self.i + 4)?;
-                        if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
-                            return None;
-                        }
-                        self.i += 4;
-                        // None for surrogates: serde_json decides about those.
-                        char::from_u32(u32::from_str_radix(hex, 16).ok()?)?
-                    }
-                    _ => return None,
-                };
-                out.push(c);
-                run = self.i;
-            }
+            self.i = crate::jsonstr::unescape_into(self.s, self.i, out)?;
+            Some(())
         }
 
         fn opt_string(&mut self) -> Option<Option<String>> {

@@ -42,6 +42,7 @@ pub mod facts_aws;
 pub mod handler;
 pub mod incident;
 pub mod incident_aws;
+mod jsonstr;
 pub mod logging;
 pub mod metrics;
 pub mod plan;

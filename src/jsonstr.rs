@@ -1,0 +1,269 @@
+//! Decoding the body of a JSON string for the subscription fast path (`event`).
+//!
+//! A CloudWatch message holds about twenty escaped quotes (logfmt's `"` become `\"`), so a search
+//! that restarts after each one spends more time starting than searching. On x86_64 the quotes
+//! and backslashes of 16 bytes at a time come out of one SSE2 compare as a bitmask, and the text
+//! between them is copied 16 bytes at a time; elsewhere `memchr2` finds them one by one.
+
+/// Decodes the JSON string body of `s` starting at `i` (just after the opening quote) onto the end
+/// of `out`; returns the index after the closing quote. `None` for an escape the fast path leaves
+/// to serde_json (a surrogate, an unknown escape) or a text that ends first; `out` then holds a
+/// part of the string.
+pub(crate) fn unescape_into(s: &str, i: usize, out: &mut String) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    return blocks::unescape_into(s, i, out);
+    #[cfg(not(target_arch = "x86_64"))]
+    return unescape_tail(s, i, i, out);
+}
+
+/// The portable loop: decodes from `i`; `s[run..i]` is text still to be copied as it is.
+fn unescape_tail(s: &str, mut i: usize, mut run: usize, out: &mut String) -> Option<usize> {
+    let b = s.as_bytes();
+    loop {
+        let at = i + memchr::memchr2(b'"', b'\\', &b[i..])?;
+        out.push_str(&s[run..at]);
+        if b[at] == b'"' {
+            return Some(at + 1);
+        }
+        let (next, decoded) = escape(s, at)?;
+        match decoded {
+            // The escaped byte stands for itself: it starts the next run (no push of its own for
+            // the common `\"`), and the search resumes after it.
+            None => run = at + 1,
+            Some(c) => {
+                out.push(c);
+                run = next;
+            }
+        }
+        i = next;
+    }
+}
+
+/// The escape whose backslash is at `at`: the index after it, and the character it stands for
+/// (`None` when that is the escaped byte itself: `\"`, `\\`, `\/`).
+#[inline(always)]
+fn escape(s: &str, at: usize) -> Option<(usize, Option<char>)> {
+    match *s.as_bytes().get(at + 1)? {
+        b'"' | b'\\' | b'/' => Some((at + 2, None)),
+        _ => escape_char(s, at),
+    }
+}
+
+/// The escapes that stand for another character: rare in log lines, so kept out of the loops.
+#[inline(never)]
+fn escape_char(s: &str, at: usize) -> Option<(usize, Option<char>)> {
+    let c = match *s.as_bytes().get(at + 1)? {
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let hex = s.get(at + 2..at + 6)?;
+            if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
+                return None;
+            }
+            // None for surrogates: serde_json decides about those.
+            let c = char::from_u32(u32::from_str_radix(hex, 16).ok()?)?;
+            return Some((at + 6, Some(c)));
+        }
+        _ => return None,
+    };
+    Some((at + 2, Some(c)))
+}
+
+#[cfg(target_arch = "x86_64")]
+mod blocks {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_storeu_si128,
+    };
+
+    /// Bytes read past a block's end, at most, by [`push_run`]'s 16-byte copies.
+    const SLACK: usize = 16;
+
+    pub(super) fn unescape_into(s: &str, mut i: usize, out: &mut String) -> Option<usize> {
+        let b = s.as_bytes();
+        let mut run = i;
+        'blocks: while i + 16 + SLACK <= b.len() {
+            let block: &[u8; 16] = b[i..i + 16].try_into().ok()?;
+            let mut m = specials(block);
+            while m != 0 {
+                let k = m.trailing_zeros() as usize;
+                let at = i + k;
+                push_run(out, s, run, at);
+                if block[k] == b'"' {
+                    return Some(at + 1);
+                }
+                let (next, decoded) = super::escape(s, at)?;
+                match decoded {
+                    None => run = at + 1,
+                    Some(c) => {
+                        out.push(c);
+                        run = next;
+                    }
+                }
+                if next > i + 16 || decoded.is_some() {
+                    // The escape reaches past this block (or `\u`'s digits sit in it): go on
+                    // from the byte after it.
+                    i = next;
+                    continue 'blocks;
+                }
+                // The escaped byte is in this block: it is text, not a special.
+                m &= !(1 << (k + 1));
+                m &= m - 1;
+            }
+            i += 16;
+        }
+        super::unescape_tail(s, i, run, out)
+    }
+
+    /// Bit k set when `block[k]` is a quote or a backslash.
+    #[inline(always)]
+    fn specials(block: &[u8; 16]) -> u32 {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the load reads the 16 bytes of `block`.
+        unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+            let quotes = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+            let backslashes = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+            _mm_movemask_epi8(_mm_or_si128(quotes, backslashes)) as u32
+        }
+    }
+
+    /// Appends `s[run..end]` to `out` in 16-byte copies (what a `memcpy` call costs for these
+    /// short runs is most of the copy). The caller guarantees `end + SLACK <= s.len()`.
+    #[inline(always)]
+    fn push_run(out: &mut String, s: &str, run: usize, end: usize) {
+        let len = end - run;
+        let src = s.as_bytes();
+        // Both ends sit next to ASCII bytes (a quote, a backslash or an escaped byte), so the
+        // slice is whole characters; checked in tests, and the copies below rely on it.
+        debug_assert!(s.is_char_boundary(run) && s.is_char_boundary(end));
+        assert!(end + SLACK <= src.len() && run <= end);
+        out.reserve(len + 16);
+        // SAFETY: every 16-byte load starts below `end` and so ends below `end + 16 <= s.len()`;
+        // every store starts below `len` past the old length and so ends within the capacity
+        // just reserved. `s[run..end]` is valid UTF-8 (whole characters of a `str`), and only its
+        // `len` bytes are added to the length, so `out` stays valid UTF-8.
+        unsafe {
+            let v = out.as_mut_vec();
+            let dst = v.as_mut_ptr().add(v.len());
+            let from = src.as_ptr().add(run);
+            let mut c = 0;
+            while c < len {
+                let x = _mm_loadu_si128(from.add(c).cast::<__m128i>());
+                _mm_storeu_si128(dst.add(c).cast::<__m128i>(), x);
+                c += 16;
+            }
+            v.set_len(v.len() + len);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What serde_json makes of the string at the start of `body` (the text after the opening
+    /// quote), with the index after its closing quote.
+    fn reference(body: &str) -> Option<(String, usize)> {
+        let quoted = format!("\"{body}");
+        let mut stream = serde_json::Deserializer::from_str(&quoted).into_iter::<String>();
+        let v = stream.next()?.ok()?;
+        Some((v, stream.byte_offset() - 1))
+    }
+
+    fn decode(s: &str) -> Option<(String, usize)> {
+        let mut out = String::from("prefix:");
+        let end = unescape_into(s, 0, &mut out)?;
+        Some((out["prefix:".len()..].to_string(), end))
+    }
+
+    fn portable(s: &str) -> Option<(String, usize)> {
+        let mut out = String::new();
+        let end = unescape_tail(s, 0, 0, &mut out)?;
+        Some((out, end))
+    }
+
+    #[test]
+    fn decodes_the_escapes_json_allows() {
+        let pad = "x".repeat(40);
+        for (body, want) in [
+            (r#"plain""#, "plain"),
+            (r#"a\"b\\c\/d""#, r#"a"b\c/d"#),
+            (r#"\b\f\n\r\t""#, "\u{8}\u{c}\n\r\t"),
+            (r#"\u00e9\u0041""#, "éA"),
+            (r#"é ü 日本 \"ok\"""#, "é ü 日本 \"ok\""),
+            (r#"""#, ""),
+        ] {
+            for (body, want) in [
+                (body.to_string(), want.to_string()),
+                (format!("{pad}{body}{pad}"), format!("{pad}{want}")),
+            ] {
+                let (got, end) = decode(&body).unwrap();
+                assert_eq!(got, want, "{body}");
+                assert_eq!(&body[end - 1..end], "\"", "{body}");
+                assert_eq!(Some((got, end)), reference(&body), "{body}");
+            }
+        }
+    }
+
+    #[test]
+    fn leaves_to_serde_json_what_the_fast_path_does_not_take() {
+        let pad = "y".repeat(40);
+        for body in [
+            r#"\ud83d\ude00""#,
+            r#"\x41""#,
+            r#"\u12""#,
+            "no end",
+            r#"ends \"#,
+        ] {
+            assert_eq!(decode(body), None, "{body}");
+            assert_eq!(decode(&format!("{pad}{body}")), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn escapes_on_every_block_boundary() {
+        // An escape whose backslash ends one 16-byte block and whose byte starts the next.
+        for at in 0..48 {
+            for esc in [r#"\""#, r#"\\"#, r"\n", r"\u0041", r"\/"] {
+                let body = format!(
+                    "{}{esc}{}\"{}",
+                    "a".repeat(at),
+                    "b".repeat(20),
+                    "c".repeat(40)
+                );
+                assert_eq!(decode(&body), reference(&body), "{body}");
+                assert_eq!(decode(&body), portable(&body), "{body}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn blocks_agree_with_serde_json(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-z =]{0,40}",
+                    Just(r#"\""#.to_string()),
+                    Just(r"\\".to_string()),
+                    Just(r"\n".to_string()),
+                    Just(r"\u00e9".to_string()),
+                    Just("é日".to_string()),
+                    Just(r"\q".to_string()),
+                ],
+                0..30,
+            ),
+            tail in "[a-z\"\\\\]{0,40}",
+        ) {
+            let body = format!("{}\"{tail}", parts.concat());
+            let got = decode(&body);
+            prop_assert_eq!(&got, &portable(&body));
+            if got.is_some() {
+                prop_assert_eq!(got, reference(&body));
+            }
+        }
+    }
+}
