@@ -313,7 +313,7 @@ fn logfmt_fields<'a>(
         i += 1; // '='
         if i < b.len() && b[i] == b'"' {
             let start = i + 1;
-            let Some(end) = memchr::memchr2(b'"', b'\\', &b[start..]).map(|n| start + n) else {
+            let Some(end) = crate::jsonstr::find_special(b, start) else {
                 return false;
             };
             if b[end] == b'"' {
@@ -390,7 +390,7 @@ fn unescape_go_into(s: &str, start: usize, escape: usize, out: &mut String) -> O
             _ => {
                 flush_bytes(&mut bytes_out, out);
                 let run_start = i;
-                i = memchr::memchr2(b'"', b'\\', &b[i..]).map_or(b.len(), |p| i + p);
+                i = crate::jsonstr::find_special(b, i).unwrap_or(b.len());
                 out.push_str(&s[run_start..i]);
             }
         }

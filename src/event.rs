@@ -527,11 +527,15 @@ fn gunzip_logs_streamed(
     std::thread::scope(|scope| {
         // A few chunks in flight at most: memory stays bounded when parsing falls behind.
         let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        // Chunks come back once parsed: a new one would be zeroed (and its pages faulted in)
+        // by this thread, which sets the pace.
+        let (give_back, returned) = std::sync::mpsc::channel::<Vec<u8>>();
         scope.spawn(move || {
             let mut reader = flate2::read::MultiGzDecoder::new(gz);
             let mut total = 0usize;
             loop {
-                let mut chunk = vec![0; STREAM_CHUNK];
+                let mut chunk = returned.try_recv().unwrap_or_default();
+                chunk.resize(STREAM_CHUNK, 0);
                 let msg = match read_full(&mut reader, &mut chunk) {
                     Ok(0) => Chunk::End,
                     Ok(n) if total.saturating_add(n) > cap => Chunk::TooLarge,
@@ -606,7 +610,10 @@ fn gunzip_logs_streamed(
             if !fast {
                 continue;
             }
-            if !append_text(&mut text, &mut tail, &chunk) {
+            let appended = append_text(&mut text, &mut tail, &chunk);
+            // The decompression thread may have ended: then the chunk is simply dropped.
+            let _ = give_back.send(chunk);
+            if !appended {
                 fast = false;
                 continue;
             }
@@ -960,7 +967,7 @@ mod fast_logs {
             self.eat(b'"')?;
             let s: &'a str = self.s;
             let start = self.i;
-            let at = start + memchr::memchr2(b'"', b'\\', &s.as_bytes()[start..])?;
+            let at = crate::jsonstr::find_special(s.as_bytes(), start)?;
             self.i = at + 1;
             if s.as_bytes()[at] == b'"' {
                 return Some(Cow::Borrowed(&s[start..at]));
