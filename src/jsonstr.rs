@@ -160,9 +160,10 @@ mod blocks {
         let len = end - run;
         let src = s.as_bytes();
         // Both ends sit next to ASCII bytes (a quote, a backslash or an escaped byte), so the
-        // slice is whole characters; checked in tests, and the copies below rely on it.
-        debug_assert!(s.is_char_boundary(run) && s.is_char_boundary(end));
-        assert!(end + SLACK <= src.len() && run <= end);
+        // slice is whole characters. The copies below rely on that and on the bounds: both are
+        // checked here, whoever the caller.
+        assert!(run <= end && end + SLACK <= src.len());
+        assert!(s.is_char_boundary(run) && s.is_char_boundary(end));
         out.reserve(len + 16);
         // SAFETY: every 16-byte load starts below `end` and so ends below `end + 16 <= s.len()`;
         // every store starts below `len` past the old length and so ends within the capacity
