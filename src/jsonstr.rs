@@ -1,18 +1,20 @@
-//! Decoding the body of a JSON string for the subscription fast path (`event`).
+//! Decoding the body of a JSON string for the subscription fast path (`event`), and finding the
+//! end of a quoted logfmt value (`authlog`).
 //!
 //! A CloudWatch message holds about twenty escaped quotes (logfmt's `"` become `\"`), so a search
-//! that restarts after each one spends more time starting than searching. On x86_64 the quotes
-//! and backslashes of 16 bytes at a time come out of one SSE2 compare as a bitmask, and the text
-//! between them is copied 16 bytes at a time; elsewhere `memchr2` finds them one by one.
+//! that restarts after each one spends more time starting than searching. On x86_64 (SSE2) and
+//! aarch64 (NEON), both part of their baseline, the quotes and backslashes of 16 bytes at a time
+//! come out of one vector compare as a mask, and the text between them is copied 16 bytes at a
+//! time. Elsewhere `memchr2` finds them one by one.
 
 /// Decodes the JSON string body of `s` starting at `i` (just after the opening quote) onto the end
 /// of `out`; returns the index after the closing quote. `None` for an escape the fast path leaves
 /// to serde_json (a surrogate, an unknown escape) or a text that ends first; `out` then holds a
 /// part of the string.
 pub(crate) fn unescape_into(s: &str, i: usize, out: &mut String) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     return blocks::unescape_into(s, i, out);
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     return unescape_tail(s, i, i, out);
 }
 
@@ -20,12 +22,12 @@ pub(crate) fn unescape_into(s: &str, i: usize, out: &mut String) -> Option<usize
 /// `memchr2` call costs more in setting up than in searching.
 #[inline]
 pub(crate) fn find_special(b: &[u8], mut from: usize) -> Option<usize> {
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
         while let Some(block) = b.get(from..from + 16) {
             let m = blocks::specials(block.try_into().ok()?);
             if m != 0 {
-                return Some(from + m.trailing_zeros() as usize);
+                return Some(from + blocks::first(m));
             }
             from += 16;
         }
@@ -35,7 +37,7 @@ pub(crate) fn find_special(b: &[u8], mut from: usize) -> Option<usize> {
             .position(|&c| c == b'"' || c == b'\\')
             .map(|i| from + i)
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     memchr::memchr2(b'"', b'\\', b.get(from..)?).map(|i| from + i)
 }
 
@@ -95,13 +97,8 @@ fn escape_char(s: &str, at: usize) -> Option<(usize, Option<char>)> {
     Some((at + 2, Some(c)))
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod blocks {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        _mm_storeu_si128,
-    };
-
     /// Bytes read past a block's end, at most, by [`push_run`]'s 16-byte copies.
     const SLACK: usize = 16;
 
@@ -112,7 +109,7 @@ mod blocks {
             let block: &[u8; 16] = b[i..i + 16].try_into().ok()?;
             let mut m = specials(block);
             while m != 0 {
-                let k = m.trailing_zeros() as usize;
+                let k = first(m);
                 let at = i + k;
                 push_run(out, s, run, at);
                 if block[k] == b'"' {
@@ -133,24 +130,66 @@ mod blocks {
                     continue 'blocks;
                 }
                 // The escaped byte is in this block: it is text, not a special.
-                m &= !(1 << (k + 1));
-                m &= m - 1;
+                m = clear_through(m, k + 1);
             }
             i += 16;
         }
         super::unescape_tail(s, i, run, out)
     }
 
-    /// Bit k set when `block[k]` is a quote or a backslash.
+    /// Bits per byte in a [`specials`] mask.
+    #[cfg(target_arch = "x86_64")]
+    const BITS: u32 = 1;
+    #[cfg(target_arch = "aarch64")]
+    const BITS: u32 = 4;
+
+    /// Which bytes of `block` are a quote or a backslash: byte k is bit k (SSE2's movemask).
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    pub(super) fn specials(block: &[u8; 16]) -> u32 {
+    pub(super) fn specials(block: &[u8; 16]) -> u64 {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
+            _mm_set1_epi8,
+        };
         // SAFETY: SSE2 is part of the x86_64 baseline; the load reads the 16 bytes of `block`.
         unsafe {
             let v = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
             let quotes = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
             let backslashes = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
-            _mm_movemask_epi8(_mm_or_si128(quotes, backslashes)) as u32
+            u64::from(_mm_movemask_epi8(_mm_or_si128(quotes, backslashes)) as u16)
         }
+    }
+
+    /// Which bytes of `block` are a quote or a backslash: byte k is bits 4k..4k+4 (NEON has no
+    /// movemask; narrowing each 16-bit lane by 4 bits keeps a nibble per byte).
+    #[cfg(target_arch = "aarch64")]
+    #[inline(always)]
+    pub(super) fn specials(block: &[u8; 16]) -> u64 {
+        use std::arch::aarch64::{
+            vceqq_u8, vdupq_n_u8, vget_lane_u64, vld1q_u8, vorrq_u8, vreinterpret_u64_u8,
+            vreinterpretq_u16_u8, vshrn_n_u16,
+        };
+        // SAFETY: NEON is part of the aarch64 baseline; the load reads the 16 bytes of `block`.
+        unsafe {
+            let v = vld1q_u8(block.as_ptr());
+            let quotes = vceqq_u8(v, vdupq_n_u8(b'"'));
+            let backslashes = vceqq_u8(v, vdupq_n_u8(b'\\'));
+            let nibbles = vshrn_n_u16::<4>(vreinterpretq_u16_u8(vorrq_u8(quotes, backslashes)));
+            vget_lane_u64::<0>(vreinterpret_u64_u8(nibbles))
+        }
+    }
+
+    /// The first byte a non-zero mask marks.
+    #[inline(always)]
+    pub(super) fn first(m: u64) -> usize {
+        (m.trailing_zeros() / BITS) as usize
+    }
+
+    /// The mask without bytes 0 to `k`.
+    #[inline(always)]
+    fn clear_through(m: u64, k: usize) -> u64 {
+        let bits = (k as u32 + 1) * BITS;
+        m & u64::MAX.checked_shl(bits).unwrap_or(0)
     }
 
     /// Appends `s[run..end]` to `out` in 16-byte copies (what a `memcpy` call costs for these
@@ -165,18 +204,19 @@ mod blocks {
         assert!(run <= end && end + SLACK <= src.len());
         assert!(s.is_char_boundary(run) && s.is_char_boundary(end));
         out.reserve(len + 16);
-        // SAFETY: every 16-byte load starts below `end` and so ends below `end + 16 <= s.len()`;
-        // every store starts below `len` past the old length and so ends within the capacity
-        // just reserved. `s[run..end]` is valid UTF-8 (whole characters of a `str`), and only its
-        // `len` bytes are added to the length, so `out` stays valid UTF-8.
+        // SAFETY: every 16-byte read starts below `end` and so ends below `end + 16 <= s.len()`;
+        // every write starts below `len` past the old length and so ends within the capacity
+        // just reserved; `out` and `s` are different buffers (`&mut` and `&`). `s[run..end]` is
+        // valid UTF-8 (whole characters of a `str`), and only its `len` bytes are added to the
+        // length, so `out` stays valid UTF-8.
         unsafe {
             let v = out.as_mut_vec();
             let dst = v.as_mut_ptr().add(v.len());
             let from = src.as_ptr().add(run);
             let mut c = 0;
             while c < len {
-                let x = _mm_loadu_si128(from.add(c).cast::<__m128i>());
-                _mm_storeu_si128(dst.add(c).cast::<__m128i>(), x);
+                // A fixed 16 bytes: one vector load and store, no call.
+                std::ptr::copy_nonoverlapping(from.add(c), dst.add(c), 16);
                 c += 16;
             }
             v.set_len(v.len() + len);
