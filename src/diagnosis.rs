@@ -963,12 +963,16 @@ impl<S> IdSet<S> {
 
     /// Appends the ids of a later, in-order set whose first id is greater than our last.
     fn append(&mut self, later: &IdSet<S>) {
-        debug_assert!(self.in_order() && later.in_order());
-        for &(a, b, _) in &later.ids {
-            let start = self.arena.len();
-            self.arena.push_str(&later.arena[a..b]);
-            self.ids.push((start, self.arena.len(), None));
-        }
+        assert!(self.in_order() && later.in_order());
+        // In order, an arena holds exactly its ids, one after the other.
+        let offset = self.arena.len();
+        self.arena.push_str(&later.arena);
+        self.ids.extend(
+            later
+                .ids
+                .iter()
+                .map(|&(a, b, _)| (a + offset, b + offset, None)),
+        );
     }
 }
 
