@@ -45,7 +45,7 @@ pub(crate) fn find_special(b: &[u8], mut from: usize) -> Option<usize> {
 fn unescape_tail(s: &str, mut i: usize, mut run: usize, out: &mut String) -> Option<usize> {
     let b = s.as_bytes();
     loop {
-        let at = i + memchr::memchr2(b'"', b'\\', &b[i..])?;
+        let at = find_special(b, i)?;
         out.push_str(&s[run..at]);
         if b[at] == b'"' {
             return Some(at + 1);
