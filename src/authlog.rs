@@ -219,6 +219,9 @@ fn starts_with_key(s: &str) -> bool {
 const ENDS_KEY: [bool; 256] = byte_set(b"= \"");
 /// Bytes that end a bare logfmt value.
 const ENDS_VALUE: [bool; 256] = byte_set(b" \t");
+/// The same for a line still JSON-escaped: a backslash starts an escape, which ends the fast scan.
+const ENDS_KEY_JSON: [bool; 256] = byte_set(b"= \"\\");
+const ENDS_VALUE_JSON: [bool; 256] = byte_set(b" \t\\");
 
 const fn byte_set(bytes: &[u8]) -> [bool; 256] {
     let mut set = [false; 256];
@@ -235,7 +238,9 @@ pub fn parse_logfmt(line: &str) -> Option<Vec<(Cow<'_, str>, Cow<'_, str>)>> {
     let mut unescaped = String::new();
     // Authenticator records carry up to a dozen fields (`STS response`): one allocation.
     let mut fields = Vec::with_capacity(16);
-    if !logfmt_fields(line, &mut unescaped, |k, v| fields.push((k, v))) || fields.is_empty() {
+    if !logfmt_fields::<false>(line, &mut unescaped, |k, v| fields.push((k, v)))
+        || fields.is_empty()
+    {
         return None;
     }
     let fields = fields.into_iter().map(|(k, v)| {
@@ -282,17 +287,54 @@ pub fn scan_logfmt<'a>(
         return false;
     }
     // The first byte is a key's: a line that is well formed has at least one field.
-    logfmt_fields(line, scratch, field)
+    logfmt_fields::<false>(line, scratch, field)
+}
+
+/// [`scan_logfmt`] on a line still escaped as the body of a JSON string (as the subscription
+/// JSON holds it, without its quotes): the fields it reports are those [`scan_logfmt`] reports
+/// for the decoded line. It reads logfmt's quotes (`\"`) and the common Go escapes in quoted
+/// values (see [`unescape_go_json_into`]); for any other escape it returns false, possibly after
+/// some calls, and the caller decodes the line and scans that. Lines need not be decoded at all
+/// this way, and most never are.
+pub fn scan_logfmt_json<'a>(
+    body: &'a str,
+    scratch: &mut String,
+    field: impl FnMut(&'a str, Scanned<'a>),
+) -> bool {
+    let b = body.as_bytes();
+    // As in scan_logfmt. The last byte is either the quote of a closing `\"` (the decoded line
+    // ends in that quote too) or a byte of a bare value, the same byte decoded: any other escape
+    // makes the scan return false. Control bytes are always escaped in JSON, so the console and
+    // ANSI markers cannot be here; a line with them returns false at their escape.
+    match (b.first(), b.last()) {
+        (Some(first), Some(&last))
+            if first.is_ascii_lowercase()
+                && last.is_ascii()
+                && !last.is_ascii_whitespace()
+                && last != 0x0b => {}
+        _ => return false,
+    }
+    // Escaped is never shorter than decoded: within this, the decoded line is too.
+    if b.len() > MAX_LINE_BYTES {
+        return false;
+    }
+    logfmt_fields::<true>(body, scratch, field)
 }
 
 /// The logfmt tokenizer [`parse_logfmt`] and [`scan_logfmt`] share: calls `field` for each
 /// `key=value` (escaped values decoded onto the end of `scratch`); false unless every token is
-/// one.
-fn logfmt_fields<'a>(
+/// one. With `JSON`, `line` is the body of a JSON string (see [`scan_logfmt_json`]): a quote is
+/// `\"`, and a backslash outside a quoted value ends the scan with false.
+fn logfmt_fields<'a, const JSON: bool>(
     line: &'a str,
     scratch: &mut String,
     mut field: impl FnMut(&'a str, Scanned<'a>),
 ) -> bool {
+    let (ends_key, ends_value) = if JSON {
+        (&ENDS_KEY_JSON, &ENDS_VALUE_JSON)
+    } else {
+        (&ENDS_KEY, &ENDS_VALUE)
+    };
     let b = line.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -303,7 +345,7 @@ fn logfmt_fields<'a>(
             break;
         }
         let key_start = i;
-        while i < b.len() && !ENDS_KEY[usize::from(b[i])] {
+        while i < b.len() && !ends_key[usize::from(b[i])] {
             i += 1;
         }
         if i == key_start || i >= b.len() || b[i] != b'=' {
@@ -311,12 +353,33 @@ fn logfmt_fields<'a>(
         }
         let key = &line[key_start..i];
         i += 1; // '='
-        if i < b.len() && b[i] == b'"' {
-            let start = i + 1;
+                // Where a quote starts, and how long it is: `"`, or `\"` in JSON.
+        let quote_at = |at: usize| {
+            if JSON {
+                b.get(at) == Some(&b'\\') && b.get(at + 1) == Some(&b'"')
+            } else {
+                b.get(at) == Some(&b'"')
+            }
+        };
+        let quote_len = if JSON { 2 } else { 1 };
+        if quote_at(i) {
+            let start = i + quote_len;
             let Some(end) = crate::jsonstr::find_special(b, start) else {
                 return false;
             };
-            if b[end] == b'"' {
+            if JSON {
+                if quote_at(end) {
+                    field(key, Scanned::Line(&line[start..end]));
+                    i = end + quote_len;
+                } else {
+                    let from = scratch.len();
+                    let Some(next) = unescape_go_json_into(line, start, end, scratch) else {
+                        return false;
+                    };
+                    field(key, Scanned::Scratch(from, scratch.len()));
+                    i = next;
+                }
+            } else if b[end] == b'"' {
                 field(key, Scanned::Line(&line[start..end]));
                 i = end + 1;
             } else {
@@ -332,8 +395,11 @@ fn logfmt_fields<'a>(
             }
         } else {
             let v_start = i;
-            while i < b.len() && !ENDS_VALUE[usize::from(b[i])] {
+            while i < b.len() && !ends_value[usize::from(b[i])] {
                 i += 1;
+            }
+            if JSON && b.get(i) == Some(&b'\\') {
+                return false;
             }
             field(key, Scanned::Line(&line[v_start..i]));
         }
@@ -396,6 +462,51 @@ fn unescape_go_into(s: &str, start: usize, escape: usize, out: &mut String) -> O
         }
     }
     None
+}
+
+/// [`unescape_go_into`] for a value still escaped as a JSON string's body: its text starts at
+/// `start`, the first backslash (of a JSON escape) is at `escape`; returns the index after the
+/// closing `\"`. Go's escapes arrive as `\\` and the escaped letter (`\\n`, `\\\"`,
+/// `\\\\`). `None` for what it leaves to the decoded line (`\x`, `\u` in either form, any other
+/// JSON escape), with `out` holding a part of the value.
+fn unescape_go_json_into(s: &str, start: usize, escape: usize, out: &mut String) -> Option<usize> {
+    let b = s.as_bytes();
+    out.push_str(&s[start..escape]);
+    let mut i = escape;
+    loop {
+        // `b[i]` starts a JSON escape.
+        if b.get(i + 1)? == &b'"' {
+            return Some(i + 2);
+        }
+        if b[i + 1] != b'\\' {
+            return None;
+        }
+        // A backslash: Go's, whose escape is the next JSON character.
+        let (ch, len) = match *b.get(i + 2)? {
+            b'\\' => match *b.get(i + 3)? {
+                b'"' => ('"', 4),
+                b'\\' => ('\\', 4),
+                _ => return None,
+            },
+            b'\'' => ('\'', 3),
+            b'n' => ('\n', 3),
+            b't' => ('\t', 3),
+            b'r' => ('\r', 3),
+            b'a' => ('\u{7}', 3),
+            b'b' => ('\u{8}', 3),
+            b'f' => ('\u{c}', 3),
+            b'v' => ('\u{b}', 3),
+            _ => return None,
+        };
+        out.push(ch);
+        let run = i + len;
+        i = crate::jsonstr::find_special(b, run)?;
+        out.push_str(&s[run..i]);
+        // A quote here would be the end of the JSON string: not in a body.
+        if b[i] != b'\\' {
+            return None;
+        }
+    }
 }
 
 #[inline]

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::arn::{self, Arn, PrincipalKind};
 use crate::authlog::{self, AuthRecord};
+use crate::event::Line;
 use crate::timefmt;
 
 /// What a line says happened.
@@ -263,6 +264,29 @@ impl<'r> KnownFields<'r> {
         scratch.clear();
         let mut slots = [None; KNOWN_KEYS];
         let plain = authlog::scan_logfmt(line, scratch, |k, v| {
+            if let Some(i) = Self::slot(k) {
+                slots[i] = slots[i].or(Some(v));
+            }
+        });
+        if !plain {
+            return None;
+        }
+        let scratch: &'r String = scratch;
+        Some(Self::from_slots(slots.map(|v| {
+            v.map(|v| match v {
+                authlog::Scanned::Line(s) => s,
+                authlog::Scanned::Scratch(a, b) => &scratch[a..b],
+            })
+        })))
+    }
+
+    /// [`KnownFields::scan`] for a line still escaped as a JSON string's body (see
+    /// [`authlog::scan_logfmt_json`]): `None` also for escapes that scan leaves to the decoded
+    /// line.
+    fn scan_json(body: &'r str, scratch: &'r mut String) -> Option<Self> {
+        scratch.clear();
+        let mut slots = [None; KNOWN_KEYS];
+        let plain = authlog::scan_logfmt_json(body, scratch, |k, v| {
             if let Some(i) = Self::slot(k) {
                 slots[i] = slots[i].or(Some(v));
             }
@@ -839,6 +863,8 @@ pub struct Aggregator {
     arn_buf: String,
     /// Where [`KnownFields::scan`] decodes escaped values.
     unescaped: String,
+    /// Where a JSON-escaped line is decoded when it must be.
+    decoded: String,
     seen: IdSet,
     /// Regions seen anywhere in the batch, per cluster: every line of a cluster shares one.
     cluster_regions: HashMap<Option<String>, String>,
@@ -1059,6 +1085,18 @@ impl Aggregator {
         timestamp_ms: Option<i64>,
         line: &str,
     ) {
+        self.add_line(origin, id, timestamp_ms, Line::Text(line));
+    }
+
+    /// As [`Aggregator::add`], for a line as its batch holds it: one still escaped as JSON is
+    /// scanned as it is, and only decoded when that scan cannot read it.
+    pub fn add_line(
+        &mut self,
+        origin: &Origin,
+        id: Option<&str>,
+        timestamp_ms: Option<i64>,
+        line: Line<'_>,
+    ) {
         self.stats.events += 1;
         if let Some(id) = id {
             if !self.seen.insert(id) {
@@ -1066,6 +1104,40 @@ impl Aggregator {
                 return;
             }
         }
+        let text = match line {
+            Line::Text(text) => text,
+            Line::Json(body) => {
+                let mut unescaped = std::mem::take(&mut self.unescaped);
+                let fields = KnownFields::scan_json(&body[..body.len() - 1], &mut unescaped);
+                if let Some(fields) = fields {
+                    self.stats.parsed += 1;
+                    let mut arn_buf = std::mem::take(&mut self.arn_buf);
+                    self.add_fields(origin, &fields, timestamp_ms, line, &mut arn_buf);
+                    self.arn_buf = arn_buf;
+                    self.unescaped = unescaped;
+                    return;
+                }
+                self.unescaped = unescaped;
+                // Escapes the scan does not read (a Go-quoted STS body, say): decoded first.
+                let mut decoded = std::mem::take(&mut self.decoded);
+                decoded.clear();
+                line.decode_into(&mut decoded);
+                self.add_text(origin, id, timestamp_ms, &decoded);
+                self.decoded = decoded;
+                return;
+            }
+        };
+        self.add_text(origin, id, timestamp_ms, text);
+    }
+
+    /// Parses, diagnoses and groups a line (already counted and checked for redelivery).
+    fn add_text(
+        &mut self,
+        origin: &Origin,
+        id: Option<&str>,
+        timestamp_ms: Option<i64>,
+        line: &str,
+    ) {
         // Nearly every line takes the fast path; the rest is parsed in full.
         let mut unescaped = std::mem::take(&mut self.unescaped);
         let rec;
@@ -1097,7 +1169,13 @@ impl Aggregator {
         };
         self.stats.parsed += 1;
         let mut arn_buf = std::mem::take(&mut self.arn_buf);
-        self.add_fields(origin, &fields, timestamp_ms, line, &mut arn_buf);
+        self.add_fields(
+            origin,
+            &fields,
+            timestamp_ms,
+            Line::Text(line),
+            &mut arn_buf,
+        );
         self.arn_buf = arn_buf;
         self.unescaped = unescaped;
     }
@@ -1107,7 +1185,7 @@ impl Aggregator {
         origin: &Origin,
         fields: &KnownFields<'_>,
         timestamp_ms: Option<i64>,
-        line: &str,
+        line: Line<'_>,
         arn_buf: &mut String,
     ) {
         let d = diagnose_ref(fields, &mut self.scratch, arn_buf);
@@ -1133,7 +1211,7 @@ impl Aggregator {
         self.record(origin, &d, at, line);
     }
 
-    fn record(&mut self, origin: &Origin, d: &DiagnosisRef<'_>, at: Option<i64>, line: &str) {
+    fn record(&mut self, origin: &Origin, d: &DiagnosisRef<'_>, at: Option<i64>, line: Line<'_>) {
         group_key(
             &mut self.key,
             origin.cluster.as_deref(),
@@ -1201,7 +1279,9 @@ impl Aggregator {
         g.errors.insert(d.error.map(|e| truncate_str(e, 500)));
         g.streams.insert(origin.log_stream.as_deref());
         if g.finding.samples.len() < MAX_SAMPLES {
-            g.finding.samples.push(truncate(line, MAX_SAMPLE_CHARS));
+            g.finding
+                .samples
+                .push(truncate(&line.text(), MAX_SAMPLE_CHARS));
         }
     }
 
@@ -1706,6 +1786,14 @@ mod tests {
                 .unwrap_or_else(|e| panic!("scan took a line parse_entry rejects ({e}): {line:?}"));
             assert_eq!(fast, KnownFields::of(&rec), "{line:?}");
         }
+        // The line as the subscription JSON holds it: its scan, when it answers, answers alike.
+        let json = serde_json::to_string(line).unwrap();
+        let body = &json[1..json.len() - 1];
+        if let Some(escaped) = KnownFields::scan_json(body, &mut String::from("left over")) {
+            let mut scratch = String::new();
+            let plain = KnownFields::scan(line, &mut scratch);
+            assert_eq!(Some(escaped), plain, "{line:?} as {body}");
+        }
     }
 
     #[test]
@@ -1755,8 +1843,17 @@ mod tests {
             .iter()
             .filter(|l| KnownFields::scan(l, &mut String::new()).is_some())
             .count();
-        // Every generated line is plain logfmt, escaped quotes (STS bodies) included.
+        // Every generated line is plain logfmt, escaped quotes (STS bodies) included; and it
+        // is read as the subscription JSON holds it, without being decoded.
         assert_eq!(fast, lines.len());
+        let escaped = lines
+            .iter()
+            .filter(|l| {
+                let json = serde_json::to_string(l).unwrap();
+                KnownFields::scan_json(&json[1..json.len() - 1], &mut String::new()).is_some()
+            })
+            .count();
+        assert_eq!(escaped, lines.len());
         for line in &lines {
             assert_scan_agrees(line);
         }
@@ -1779,6 +1876,15 @@ mod tests {
             "a",
             "INFO[0000] msg=x",
             "info[0000] msg=x",
+            r#"msg="q \"x\" \\ \n \t \r \a \b \f \v \' end" k=v"#,
+            r#"msg="hex \x41 and \u00e9 and \U0001F600" k=v"#,
+            r#"msg="bad \q" k=v"#,
+            "msg=\"plain\"",
+            "msg=a\\b k=\"x\"",
+            "msg=\"a\"\"",
+            "msg=\"a\" \"",
+            "msg=\"x\"\u{7}",
+            "msg=\"é/\" path=/a\u{2028}b",
         ] {
             assert_scan_agrees(line);
         }

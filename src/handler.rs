@@ -463,7 +463,7 @@ fn feed(agg: &mut Aggregator, batches: &[(Origin, &event::Events)], from: usize,
         let (start, end) = (from.max(offset), to.min(offset + events.len()));
         if start < end {
             for ev in events.slice(start - offset..end - offset) {
-                agg.add(origin, ev.id, ev.timestamp, ev.message);
+                agg.add_line(origin, ev.id, ev.timestamp, ev.line);
             }
         }
         offset += events.len();
@@ -495,7 +495,7 @@ impl<'c> EarlyDiagnosis<'c> {
 }
 
 impl event::Early for EarlyDiagnosis<'_> {
-    fn step(&mut self, origin: &Origin, events: &event::Events) -> bool {
+    fn step(&mut self, origin: &Origin, events: event::EventsRef<'_>) -> bool {
         let n = events.len();
         if self.done >= n {
             return false;
@@ -510,7 +510,7 @@ impl event::Early for EarlyDiagnosis<'_> {
         }
         let to = n.min(self.done + EARLY_STEP);
         for ev in events.slice(self.done..to) {
-            self.agg.add(origin, ev.id, ev.timestamp, ev.message);
+            self.agg.add_line(origin, ev.id, ev.timestamp, ev.line);
         }
         self.done = to;
         true
@@ -887,7 +887,11 @@ mod tests {
             for threads in [1, 2, 3] {
                 let mut early = EarlyDiagnosis::new(&config);
                 while early.done < stop {
-                    assert!(event::Early::step(&mut early, &batch.origin, &batch.events));
+                    assert!(event::Early::step(
+                        &mut early,
+                        &batch.origin,
+                        batch.events.view()
+                    ));
                 }
                 let origin = early.origin.clone().unwrap();
                 assert_eq!(origin, effective_origin(&batch.origin, &config));
@@ -904,7 +908,7 @@ mod tests {
         assert!(!event::Early::step(
             &mut early,
             &batch.origin,
-            &batch.events
+            batch.events.view()
         ));
     }
 

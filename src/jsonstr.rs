@@ -18,6 +18,29 @@ pub(crate) fn unescape_into(s: &str, i: usize, out: &mut String) -> Option<usize
     return unescape_tail(s, i, i, out);
 }
 
+/// The end of the JSON string body of `s` starting at `i`, found without decoding it: the index
+/// of its closing quote, and whether the body holds an escape. `None` exactly where
+/// [`unescape_into`] gives `None`, so a body this accepts always decodes.
+pub(crate) fn skip(s: &str, i: usize) -> Option<(usize, bool)> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    return blocks::skip(s, i);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return skip_tail(s, i, false);
+}
+
+/// The portable loop of [`skip`], from `i`; `escaped` tells whether an escape came before.
+fn skip_tail(s: &str, mut i: usize, mut escaped: bool) -> Option<(usize, bool)> {
+    let b = s.as_bytes();
+    loop {
+        let at = find_special(b, i)?;
+        if b[at] == b'"' {
+            return Some((at, escaped));
+        }
+        escaped = true;
+        i = escape(s, at)?.0;
+    }
+}
+
 /// The first quote or backslash in `b` at or after `from`. For the short values of a log line a
 /// `memchr2` call costs more in setting up than in searching.
 #[inline]
@@ -135,6 +158,107 @@ mod blocks {
             i += 16;
         }
         super::unescape_tail(s, i, run, out)
+    }
+
+    /// [`super::skip`] 64 bytes at a time, without stopping at each escape: which quotes are
+    /// escaped follows from the runs of backslashes before them, found with bit arithmetic on
+    /// the block's masks (simdjson's method). Only escapes of other bytes than `"` and `\\`
+    /// (rare in log lines) are looked at one by one, to check them as decoding would.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) fn skip(s: &str, mut i: usize) -> Option<(usize, bool)> {
+        const EVEN: u64 = 0x5555_5555_5555_5555;
+        let b = s.as_bytes();
+        let mut any = false;
+        // 1 when this block's first byte is escaped by a backslash that ended the one before.
+        let mut carried = 0u64;
+        while let Some(block) = b.get(i..i + 64) {
+            let block: &[u8; 64] = block.try_into().ok()?;
+            let (quotes, backslashes) = masks64(block);
+            let starts = backslashes & !carried;
+            let follows = (starts << 1) | carried;
+            let odd_starts = starts & !EVEN & !follows;
+            let (even_runs, overflow) = odd_starts.overflowing_add(starts);
+            // The bytes an odd run of backslashes escapes, and every second backslash of a run.
+            let escaped = (EVEN ^ (even_runs << 1)) & follows;
+            let closing = quotes & !escaped;
+            let inside = if closing == 0 {
+                u64::MAX
+            } else {
+                (1u64 << closing.trailing_zeros()) - 1
+            };
+            any |= backslashes & inside != 0;
+            // Escapes of other bytes: each checked as decoding checks it.
+            let mut letters = escaped & !(quotes | backslashes) & inside;
+            while letters != 0 {
+                let k = letters.trailing_zeros() as usize;
+                super::escape(s, (i + k).checked_sub(1)?)?;
+                letters &= letters - 1;
+            }
+            if closing != 0 {
+                return Some((i + closing.trailing_zeros() as usize, any));
+            }
+            carried = u64::from(overflow);
+            i += 64;
+        }
+        if carried != 0 {
+            // The rest starts with the byte the last backslash escapes.
+            i = super::escape(s, i - 1)?.0;
+        }
+        skip16(s, i, any)
+    }
+
+    /// Which bytes of a 64-byte block are quotes and which backslashes (bit k: byte k).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn masks64(block: &[u8; 64]) -> (u64, u64) {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+        };
+        let (mut quotes, mut backslashes) = (0u64, 0u64);
+        for (n, part) in block.chunks_exact(16).enumerate() {
+            // SAFETY: SSE2 is part of the x86_64 baseline; the load reads the 16 bytes of `part`.
+            let (q, bs) = unsafe {
+                let v = _mm_loadu_si128(part.as_ptr().cast::<__m128i>());
+                (
+                    _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))) as u16,
+                    _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8))) as u16,
+                )
+            };
+            quotes |= u64::from(q) << (16 * n);
+            backslashes |= u64::from(bs) << (16 * n);
+        }
+        (quotes, backslashes)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub(super) fn skip(s: &str, i: usize) -> Option<(usize, bool)> {
+        skip16(s, i, false)
+    }
+
+    /// [`super::skip`] 16 bytes at a time, stopping at each escape; `escaped` as in
+    /// [`super::skip_tail`].
+    fn skip16(s: &str, mut i: usize, mut escaped: bool) -> Option<(usize, bool)> {
+        let b = s.as_bytes();
+        'blocks: while let Some(block) = b.get(i..i + 16) {
+            let block: &[u8; 16] = block.try_into().ok()?;
+            let mut m = specials(block);
+            while m != 0 {
+                let k = first(m);
+                if block[k] == b'"' {
+                    return Some((i + k, escaped));
+                }
+                escaped = true;
+                let next = super::escape(s, i + k)?.0;
+                if next > i + 16 {
+                    i = next;
+                    continue 'blocks;
+                }
+                // What the escape spans is text (`\u`'s digits are hex), not specials.
+                m = clear_through(m, next - 1 - i);
+            }
+            i += 16;
+        }
+        super::skip_tail(s, i, escaped)
     }
 
     /// Bits per byte in a [`specials`] mask.
@@ -301,6 +425,8 @@ mod tests {
                 );
                 assert_eq!(decode(&body), reference(&body), "{body}");
                 assert_eq!(decode(&body), portable(&body), "{body}");
+                assert_eq!(skip(&body, 0), skipped(&body), "{body}");
+                assert_eq!(skip_tail(&body, 0, false), skipped(&body), "{body}");
             }
         }
     }
@@ -325,7 +451,69 @@ mod tests {
         }
     }
 
+    /// What [`skip`] must give: where decoding ends, and whether the body had an escape.
+    fn skipped(s: &str) -> Option<(usize, bool)> {
+        decode(s).map(|(_, end)| (end - 1, s[..end - 1].contains('\\')))
+    }
+
+    #[test]
+    fn skip_handles_backslash_runs_across_blocks() {
+        // Runs of 1 to 6 backslashes ending at every offset around the 64- and 128-byte block
+        // ends, followed by a quote (escaped or closing after an even run), a letter escape or
+        // a `\u` escape cut by the block end.
+        for len in 1..=6 {
+            for at in 40..140 {
+                for next in ["\"", "n\"", "u0041\"", "\\\"", "q\""] {
+                    let body = format!(
+                        "{}{}{next}{}\"",
+                        "a".repeat(at),
+                        "\\".repeat(len),
+                        "b".repeat(70)
+                    );
+                    assert_eq!(skip(&body, 0), skipped(&body), "{len} at {at}: {next}");
+                    assert_eq!(skip(&body, 3), skipped(&body[3..]).map(|(e, x)| (e + 3, x)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skip_ends_where_decoding_ends() {
+        for body in [
+            r#"plain""#,
+            r#"a\"b\\c\/d" tail"#,
+            r#"\u00e9\u0041""#,
+            r#"""#,
+            r#"\ud83d\ude00""#,
+            r#"\x41""#,
+            "no end",
+            r#"ends \"#,
+        ] {
+            assert_eq!(skip(body, 0), skipped(body), "{body}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn skip_agrees_with_decoding(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-z =]{0,40}",
+                    Just(r#"\""#.to_string()),
+                    Just(r"\\".to_string()),
+                    Just(r"\u00e9".to_string()),
+                    Just(r"\ud800".to_string()),
+                    Just(r"\q".to_string()),
+                ],
+                0..30,
+            ),
+            tail in "[a-z\"\\\\]{0,40}",
+        ) {
+            let body = format!("{}\"{tail}", parts.concat());
+            prop_assert_eq!(skip(&body, 0), skipped(&body));
+            prop_assert_eq!(skip_tail(&body, 0, false), skipped(&body));
+        }
+
         #[test]
         fn blocks_agree_with_serde_json(
             parts in proptest::collection::vec(

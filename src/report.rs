@@ -44,7 +44,8 @@ pub fn collect(decoded: &[Decoded]) -> (Vec<Entry>, u64) {
                         continue;
                     }
                 }
-                let rec = match authlog::parse_entry(ev.message) {
+                let message = ev.message();
+                let rec = match authlog::parse_entry(&message) {
                     Ok(r) => r,
                     Err(authlog::ParseError::Empty) => continue,
                     Err(_) => {

@@ -168,7 +168,7 @@ pub fn delivery_digest(decoded: &Decoded) -> String {
                 Some(id) => h.update(id.as_bytes()),
                 None => {
                     h.update(ev.timestamp.unwrap_or(0).to_le_bytes());
-                    h.update(ev.message.as_bytes());
+                    h.update(ev.message().as_bytes());
                 }
             }
             h.update([0]);

@@ -94,7 +94,7 @@ fn assert_within_limits(d: &Decoded, limits: &Limits) {
             .batches
             .iter()
             .flat_map(|b| &b.events)
-            .map(|e| e.message.len())
+            .map(|e| e.message().len())
             .sum();
         assert!(
             total <= limits.max_decompressed_bytes,

@@ -27,7 +27,7 @@ fn check(decoded: &Decoded, limits: &Limits) {
             .batches
             .iter()
             .flat_map(|b| &b.events)
-            .map(|e| e.message.len())
+            .map(|e| e.message().len())
             .sum();
         assert!(
             bytes <= limits.max_decompressed_bytes,
