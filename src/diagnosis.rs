@@ -4,7 +4,8 @@
 //! section 2. A batch becomes [`Finding`]s keyed by (cluster, principal, cause), so the work that
 //! follows scales with distinct principals, not with log lines.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 use memchr::memmem;
@@ -779,7 +780,12 @@ struct Group {
 /// Group keys and evidence values are hashed once per line: foldhash, seeded per process (so
 /// crafted ARNs cannot aim at collisions), costs a fraction of SipHash on keys this short.
 type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
-type Set = HashSet<String, foldhash::fast::RandomState>;
+
+/// The hasher of [`Capped`]'s index: foldhash, seeded once per process.
+fn value_hasher() -> &'static foldhash::fast::RandomState {
+    static HASHER: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
+    HASHER.get_or_init(foldhash::fast::RandomState::default)
+}
 
 /// The first `cap` distinct values seen, in the order they came, so that two aggregators over
 /// consecutive parts of a batch merge into exactly what one aggregator would have kept.
@@ -787,8 +793,9 @@ type Set = HashSet<String, foldhash::fast::RandomState>;
 struct Capped {
     cap: usize,
     order: Vec<String>,
-    /// Only for large caps; small ones are searched linearly.
-    lookup: Set,
+    /// Only for large caps (small ones are searched linearly): indices into `order`, by the hash
+    /// of their value. The values are stored once, in `order`.
+    lookup: hashbrown::HashTable<u32>,
 }
 
 impl Capped {
@@ -798,7 +805,7 @@ impl Capped {
         Capped {
             cap,
             order: Vec::new(),
-            lookup: Set::default(),
+            lookup: hashbrown::HashTable::new(),
         }
     }
 
@@ -808,17 +815,34 @@ impl Capped {
             return;
         }
         // A burst repeats its values: the newest one is checked first.
-        let present = self.order.last().is_some_and(|o| o == v)
-            || if self.cap <= Self::LINEAR {
-                self.order.iter().rev().any(|o| o == v)
-            } else {
-                self.lookup.contains(v)
-            };
-        if !present {
-            if self.cap > Self::LINEAR {
-                self.lookup.insert(v.to_string());
+        if self.order.last().is_some_and(|o| o == v) {
+            return;
+        }
+        if self.cap <= Self::LINEAR {
+            if !self.order.iter().any(|o| o == v) {
+                self.order.push(v.to_string());
             }
+        } else if self.add_to_lookup(v) {
             self.order.push(v.to_string());
+        }
+    }
+
+    /// Indexes `v` as the next value of `order` unless it is there; true when it was not.
+    fn add_to_lookup(&mut self, v: &str) -> bool {
+        let hasher = value_hasher();
+        let order = &self.order;
+        let entry = self.lookup.entry(
+            hasher.hash_one(v),
+            |&i| order[i as usize] == v,
+            |&i| hasher.hash_one(order[i as usize].as_str()),
+        );
+        match entry {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                // Caps are far below u32::MAX values.
+                slot.insert(order.len() as u32);
+                true
+            }
         }
     }
 
@@ -828,12 +852,12 @@ impl Capped {
             if self.order.len() >= self.cap {
                 return;
             }
-            if self.cap <= Self::LINEAR {
-                if !self.order.contains(&v) {
-                    self.order.push(v);
-                }
-            } else if !self.lookup.contains(&v) {
-                self.lookup.insert(v.clone());
+            let new = if self.cap <= Self::LINEAR {
+                !self.order.contains(&v)
+            } else {
+                self.add_to_lookup(&v)
+            };
+            if new {
                 self.order.push(v);
             }
         }
@@ -866,8 +890,9 @@ pub struct Aggregator {
     /// Where a JSON-escaped line is decoded when it must be.
     decoded: String,
     seen: IdSet,
-    /// Regions seen anywhere in the batch, per cluster: every line of a cluster shares one.
-    cluster_regions: HashMap<Option<String>, String>,
+    /// Regions seen anywhere in the batch, per cluster: every line of a cluster shares one. A
+    /// batch names a cluster or a few: a list, checked for every line with a region.
+    cluster_regions: Vec<(Option<String>, String)>,
     /// Per-line counters, indexed by `Outcome as usize` / `Cause as usize`; [`Aggregator::finish`]
     /// moves them into `stats.outcomes` / `stats.causes`.
     outcome_counts: [u64; OUTCOMES.len()],
@@ -1194,9 +1219,13 @@ impl Aggregator {
             self.cause_counts[c as usize] += 1;
         }
         if let Some(r) = d.region {
-            if !self.cluster_regions.contains_key(&origin.cluster) {
+            if !self
+                .cluster_regions
+                .iter()
+                .any(|(c, _)| *c == origin.cluster)
+            {
                 self.cluster_regions
-                    .insert(origin.cluster.clone(), r.to_string());
+                    .push((origin.cluster.clone(), r.to_string()));
             }
         }
         if d.outcome == Outcome::Granted {
@@ -1320,7 +1349,9 @@ impl Aggregator {
             *mine += theirs;
         }
         for (cluster, region) in later.cluster_regions {
-            self.cluster_regions.entry(cluster).or_insert(region);
+            if !self.cluster_regions.iter().any(|(c, _)| *c == cluster) {
+                self.cluster_regions.push((cluster, region));
+            }
         }
         for g in later.groups {
             let Some(&i) = self.index.get(g.key.as_str()) else {
@@ -1467,12 +1498,12 @@ impl Aggregator {
             g.finding.sts_error_codes = g.codes.into_sorted();
             g.finding.sts_regions = g.regions.into_sorted();
             if g.finding.region.is_none() {
-                g.finding.region = g
-                    .finding
-                    .sts_regions
-                    .first()
-                    .cloned()
-                    .or_else(|| self.cluster_regions.get(&g.finding.cluster).cloned());
+                g.finding.region = g.finding.sts_regions.first().cloned().or_else(|| {
+                    self.cluster_regions
+                        .iter()
+                        .find(|(c, _)| *c == g.finding.cluster)
+                        .map(|(_, r)| r.clone())
+                });
             }
             g.finding.details = g.details.into_sorted();
             g.finding.errors = g.errors.into_sorted();
@@ -1592,6 +1623,45 @@ mod tests {
             ),
             Cause::StsThrottled
         );
+    }
+
+    proptest::proptest! {
+        /// Evidence sets keep the first `cap` distinct values in order, linear or indexed, and
+        /// merging the sets of two halves keeps what one set fed everything keeps.
+        #[test]
+        fn capped_keeps_the_first_distinct_values(
+            values in proptest::collection::vec(0u8..40, 0..200),
+            split in 0usize..200,
+            cap in proptest::sample::select(vec![3usize, 16, 17, 25, 1000]),
+        ) {
+            let values: Vec<String> = values.iter().map(|v| format!("10.0.0.{v}")).collect();
+            let mut want: Vec<String> = Vec::new();
+            for v in &values {
+                if want.len() < cap && !want.contains(v) {
+                    want.push(v.clone());
+                }
+            }
+            let mut one = Capped::new(cap);
+            for v in &values {
+                one.insert(Some(v));
+            }
+            proptest::prop_assert_eq!(&one.order, &want);
+            let split = split.min(values.len());
+            let (mut first, mut second) = (Capped::new(cap), Capped::new(cap));
+            for v in &values[..split] {
+                first.insert(Some(v));
+            }
+            for v in &values[split..] {
+                second.insert(Some(v));
+            }
+            first.absorb(second);
+            proptest::prop_assert_eq!(&first.order, &want);
+            // And the merged set goes on as a set.
+            for v in &values {
+                first.insert(Some(v));
+            }
+            proptest::prop_assert_eq!(first.order, want);
+        }
     }
 
     #[test]
