@@ -468,8 +468,15 @@ pub fn decode_value_early(
             .get("data")
             .and_then(|d| d.as_str())
             .ok_or_else(|| DecodeError::shape("awslogs", "missing string field 'data'"))?;
-        let gz = b64(data, "awslogs.data base64", limits)?;
-        let (batch, _) = gunzip_logs(&gz, "awslogs.data", region_hint, limits, early)?;
+        let layer = "awslogs.data base64";
+        let data = b64_checked(data, layer, limits)?;
+        let (batch, _) = if cores() >= 2 && data.len() / 4 * 3 >= STREAM_MIN_GZ {
+            // Decompression starts with the first decoded bytes, not after all of them.
+            gunzip_logs_streamed(Gz::Base64(data), "awslogs.data", region_hint, limits, early)?
+        } else {
+            let gz = b64(data, layer, limits)?;
+            gunzip_logs(&gz, "awslogs.data", region_hint, limits, early)?
+        };
         return Ok(Decoded {
             source: Source::Subscription,
             batches: vec![batch],
@@ -542,6 +549,17 @@ fn count_events(batches: &[Batch], limits: &Limits) -> Result<(), DecodeError> {
 }
 
 fn b64(data: &str, layer: &str, limits: &Limits) -> Result<Vec<u8>, DecodeError> {
+    let data = b64_checked(data, layer, limits)?;
+    b64_engine()
+        .decode(data)
+        .map_err(|source| DecodeError::Base64 {
+            layer: layer.into(),
+            source,
+        })
+}
+
+/// The base64 text trimmed, unless it is over the size cap.
+fn b64_checked<'d>(data: &'d str, layer: &str, limits: &Limits) -> Result<&'d str, DecodeError> {
     let data = data.trim();
     if data.len() > limits.max_event_bytes {
         return Err(DecodeError::TooLarge {
@@ -550,16 +568,92 @@ fn b64(data: &str, layer: &str, limits: &Limits) -> Result<Vec<u8>, DecodeError>
             limit: limits.max_event_bytes,
         });
     }
-    // Accept padded (what AWS sends) and unpadded (what some serializers write).
-    let engine = base64::engine::GeneralPurpose::new(
+    Ok(data)
+}
+
+/// Accepts padded (what AWS sends) and unpadded (what some serializers write) base64.
+fn b64_engine() -> base64::engine::GeneralPurpose {
+    base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    engine.decode(data).map_err(|source| DecodeError::Base64 {
-        layer: layer.into(),
-        source,
-    })
+    )
+}
+
+/// Decodes checked base64 (see [`b64_checked`]) in pieces, sending each piece to `to` as soon as
+/// it is decoded; returns all of it. Errors are those of [`b64`] on the whole text.
+fn b64_pieces(
+    data: &str,
+    to: std::sync::mpsc::Sender<Vec<u8>>,
+    layer: &str,
+    limits: &Limits,
+) -> Result<Vec<u8>, DecodeError> {
+    /// Base64 characters per piece: a multiple of 4, so that pieces decode on their own.
+    const PIECE: usize = 64 << 10;
+    let b = data.as_bytes();
+    // Padding before the last two characters is an error of the whole text, which pieces could
+    // each accept: the whole text is decoded at once instead.
+    if memchr::memchr(b'=', &b[..b.len().saturating_sub(2)]).is_some() {
+        let gz = b64(data, layer, limits)?;
+        let _ = to.send(gz.clone());
+        return Ok(gz);
+    }
+    let engine = b64_engine();
+    let mut gz = Vec::with_capacity(b.len() / 4 * 3 + 3);
+    for piece in b.chunks(PIECE) {
+        let start = gz.len();
+        if let Err(source) = engine.decode_vec(piece, &mut gz) {
+            // A piece fails exactly where the whole text does: named as b64 names it.
+            return Err(b64(data, layer, limits)
+                .err()
+                .unwrap_or(DecodeError::Base64 {
+                    layer: layer.into(),
+                    source,
+                }));
+        }
+        // The decompression thread may have ended (a gzip error): its error is the one reported.
+        let _ = to.send(gz[start..].to_vec());
+    }
+    Ok(gz)
+}
+
+/// What a streamed decode decompresses: gzip bytes, or their base64, which this thread decodes
+/// while the decompression thread starts on the first pieces.
+#[derive(Clone, Copy)]
+enum Gz<'a> {
+    Bytes(&'a [u8]),
+    Base64(&'a str),
+}
+
+/// The decompression thread's input: the gzip bytes, or the pieces [`b64_pieces`] sends (the end
+/// of the input when the sender is dropped).
+enum GzReader<'a> {
+    Bytes(&'a [u8]),
+    Pieces {
+        from: std::sync::mpsc::Receiver<Vec<u8>>,
+        piece: Vec<u8>,
+        read: usize,
+    },
+}
+
+impl Read for GzReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            GzReader::Bytes(b) => b.read(buf),
+            GzReader::Pieces { from, piece, read } => {
+                while *read == piece.len() {
+                    match from.recv() {
+                        Ok(next) => (*piece, *read) = (next, 0),
+                        Err(_) => return Ok(0),
+                    }
+                }
+                let n = buf.len().min(piece.len() - *read);
+                buf[..n].copy_from_slice(&piece[*read..*read + n]);
+                *read += n;
+                Ok(n)
+            }
+        }
+    }
 }
 
 /// Gunzips with a hard cap on output: memory stays bounded whatever the ratio.
@@ -603,7 +697,7 @@ fn gunzip_logs(
     if cores() < 2 || gz.len() < STREAM_MIN_GZ {
         return gunzip_then_parse(gz, layer, region, limits);
     }
-    gunzip_logs_streamed(gz, layer, region, limits, early)
+    gunzip_logs_streamed(Gz::Bytes(gz), layer, region, limits, early)
 }
 
 /// The sequential path: gunzip (bounded), then parse.
@@ -635,21 +729,13 @@ enum Chunk {
 }
 
 fn gunzip_logs_streamed(
-    gz: &[u8],
+    input: Gz<'_>,
     layer: &str,
     region: Option<String>,
     limits: &Limits,
     mut early: Option<&mut dyn Early>,
 ) -> Result<(Batch, usize), DecodeError> {
     let cap = limits.max_decompressed_bytes;
-    // gzip's trailer holds the size mod 2^32: only a capacity hint, never trusted past the cap.
-    let hint = gz
-        .len()
-        .checked_sub(4)
-        .and_then(|i| gz.get(i..))
-        .and_then(|t| t.try_into().ok())
-        .map_or(0, |t: [u8; 4]| u32::from_le_bytes(t) as usize)
-        .min(cap);
     let gz_layer = || format!("{layer} gzip");
     std::thread::scope(|scope| {
         // A few chunks in flight at most: memory stays bounded when parsing falls behind.
@@ -657,8 +743,21 @@ fn gunzip_logs_streamed(
         // Chunks come back once parsed: a new one would be zeroed (and its pages faulted in)
         // by this thread, which sets the pace.
         let (give_back, returned) = std::sync::mpsc::channel::<Vec<u8>>();
+        // Base64 still to decode, with where its pieces go; or the gzip bytes.
+        let (source, pending, given) = match input {
+            Gz::Bytes(gz) => (GzReader::Bytes(gz), None, gz),
+            Gz::Base64(data) => {
+                let (to, from) = std::sync::mpsc::channel();
+                let source = GzReader::Pieces {
+                    from,
+                    piece: Vec::new(),
+                    read: 0,
+                };
+                (source, Some((data, to)), &[][..])
+            }
+        };
         scope.spawn(move || {
-            let mut reader = flate2::read::MultiGzDecoder::new(gz);
+            let mut reader = flate2::read::MultiGzDecoder::new(source);
             let mut total = 0usize;
             loop {
                 let mut chunk = returned.try_recv().unwrap_or_default();
@@ -679,6 +778,23 @@ fn gunzip_logs_streamed(
                 }
             }
         });
+        let decoded;
+        let gz: &[u8] = match pending {
+            Some((data, to)) => {
+                decoded = b64_pieces(data, to, &format!("{layer} base64"), limits)?;
+                &decoded
+            }
+            None => given,
+        };
+        // gzip's trailer holds the size mod 2^32: only a capacity hint, never trusted past the
+        // cap.
+        let hint = gz
+            .len()
+            .checked_sub(4)
+            .and_then(|i| gz.get(i..))
+            .and_then(|t| t.try_into().ok())
+            .map_or(0, |t: [u8; 4]| u32::from_le_bytes(t) as usize)
+            .min(cap);
         // The whole JSON is kept: the events are where their strings sit in it.
         let mut text = String::with_capacity(hint.max(STREAM_CHUNK));
         // The first bytes of a UTF-8 character cut by a chunk boundary.
@@ -1584,7 +1700,7 @@ mod tests {
             let n = j.len();
             parse_logs_json(j, "p JSON", None, limits).map(|b| (b, n))
         });
-        let streamed = gunzip_logs_streamed(&gz, "p", None, limits, None);
+        let streamed = gunzip_logs_streamed(Gz::Bytes(&gz), "p", None, limits, None);
         match (whole, streamed) {
             (Ok(a), Ok(b)) => assert_eq!(a, b),
             (Err(a), Err(b)) => assert_eq!(
@@ -1593,6 +1709,59 @@ mod tests {
             ),
             (a, b) => panic!("whole {a:?} vs streamed {b:?}"),
         }
+    }
+
+    /// Base64 decoded in pieces while the first ones are decompressed answers as decoding it
+    /// whole, then decompressing: the same batch, or the same error.
+    #[test]
+    fn base64_decoded_while_decompressing_matches_whole() {
+        let (ev, _) = crate::benchdata::subscription_event(2_000);
+        let data = ev["awslogs"]["data"].as_str().unwrap().to_string();
+        let b = base64::engine::general_purpose::STANDARD;
+        let mut corrupt_gz = b.decode(&data).unwrap();
+        let mid = corrupt_gz.len() / 2;
+        corrupt_gz[mid] ^= 0x55;
+        let with = |at: usize, c: char| {
+            let mut d = data.clone();
+            d.replace_range(at..at + 1, &c.to_string());
+            d
+        };
+        let limits = Limits::default();
+        for (what, data) in [
+            ("as sent", data.clone()),
+            ("unpadded", data.trim_end_matches('=').to_string()),
+            ("surrounded by whitespace", format!(" \n{data}\n")),
+            ("bad byte in the first piece", with(10, '!')),
+            ("bad byte in the middle", with(data.len() / 2, '!')),
+            ("bad byte at the end", with(data.len() - 3, '.')),
+            ("padding in the middle", with(64 << 10, '=')),
+            // Each piece would decode on its own: only the whole text shows the error.
+            ("padding ending a piece", {
+                let mut d = data.clone();
+                d.replace_range((64 << 10) - 4..64 << 10, "AA==");
+                d
+            }),
+            ("cut mid-quad", data[..data.len() - 3].to_string()),
+            ("corrupt gzip", b.encode(&corrupt_gz)),
+        ] {
+            let want = b64(&data, "p base64", &limits)
+                .and_then(|gz| gunzip_then_parse(&gz, "p", None, &limits).map(|(b, _)| b))
+                .map_err(|e| e.to_string());
+            let got = b64_checked(&data, "p base64", &limits)
+                .and_then(|d| gunzip_logs_streamed(Gz::Base64(d), "p", None, &limits, None))
+                .map(|(b, _)| b)
+                .map_err(|e| e.to_string());
+            assert!(
+                data.len() / 4 * 3 >= STREAM_MIN_GZ,
+                "{what}: too small to stream"
+            );
+            assert_eq!(got, want, "{what}");
+        }
+        // Through the event, whichever path the machine's cores choose.
+        let decoded = decode_value(&ev, &limits).unwrap();
+        let gz = b.decode(&data).unwrap();
+        let (whole, _) = gunzip_then_parse(&gz, "p", None, &limits).unwrap();
+        assert_eq!(decoded.batches, vec![whole]);
     }
 
     #[test]
@@ -1645,7 +1814,7 @@ mod tests {
         let mid = bad.len() / 2;
         bad[mid] ^= 0x55;
         let whole = gunzip(&bad, "p gzip", &limits).map(|_| ());
-        let streamed = gunzip_logs_streamed(&bad, "p", None, &limits, None).map(|_| ());
+        let streamed = gunzip_logs_streamed(Gz::Bytes(&bad), "p", None, &limits, None).map(|_| ());
         assert_eq!(whole.is_err(), streamed.is_err());
     }
 
