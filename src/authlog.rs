@@ -272,18 +272,8 @@ pub fn scan_logfmt<'a>(
     field: impl FnMut(&'a str, Scanned<'a>),
 ) -> bool {
     let b = line.as_bytes();
-    // A lower-case first byte rules out trimming, JSON, CSV and TTY levels; an ASCII
-    // non-whitespace last byte rules out trimming at the end ('\x0b' is whitespace to `trim`).
-    match (b.first(), b.last()) {
-        (Some(first), Some(&last))
-            if first.is_ascii_lowercase()
-                && last.is_ascii()
-                && !last.is_ascii_whitespace()
-                && last != 0x0b => {}
-        _ => return false,
-    }
     // A console timestamp (0x1f, see split_paste) or ANSI escapes (0x1b) need the general path.
-    if b.len() > MAX_LINE_BYTES || memchr::memchr2(0x1f, 0x1b, b).is_some() {
+    if !plain_ends(b) || memchr::memchr2(0x1f, 0x1b, b).is_some() {
         return false;
     }
     // The first byte is a key's: a line that is well formed has at least one field.
@@ -301,24 +291,31 @@ pub fn scan_logfmt_json<'a>(
     scratch: &mut String,
     field: impl FnMut(&'a str, Scanned<'a>),
 ) -> bool {
-    let b = body.as_bytes();
-    // As in scan_logfmt. The last byte is either the quote of a closing `\"` (the decoded line
-    // ends in that quote too) or a byte of a bare value, the same byte decoded: any other escape
-    // makes the scan return false. Control bytes are always escaped in JSON, so the console and
-    // ANSI markers cannot be here; a line with them returns false at their escape.
-    match (b.first(), b.last()) {
-        (Some(first), Some(&last))
-            if first.is_ascii_lowercase()
-                && last.is_ascii()
-                && !last.is_ascii_whitespace()
-                && last != 0x0b => {}
-        _ => return false,
-    }
-    // Escaped is never shorter than decoded: within this, the decoded line is too.
-    if b.len() > MAX_LINE_BYTES {
+    // The ends hold for the decoded line too: the last byte is either the quote of a closing
+    // `\"` (the decoded line ends in that quote) or a byte of a bare value, the same byte decoded,
+    // since any other escape makes the scan return false. Escaped is never shorter than decoded,
+    // so the length holds too. Control bytes are always escaped in JSON: the console and ANSI
+    // markers cannot be here, and a line with them returns false at their escape.
+    if !plain_ends(body.as_bytes()) {
         return false;
     }
     logfmt_fields::<true>(body, scratch, field)
+}
+
+/// A lower-case first byte rules out trimming, JSON, CSV and TTY levels; an ASCII non-whitespace
+/// last byte rules out trimming at the end ('\x0b' is whitespace to `trim`); and the line is
+/// within the length limit.
+fn plain_ends(b: &[u8]) -> bool {
+    match (b.first(), b.last()) {
+        (Some(first), Some(&last)) => {
+            first.is_ascii_lowercase()
+                && last.is_ascii()
+                && !last.is_ascii_whitespace()
+                && last != 0x0b
+                && b.len() <= MAX_LINE_BYTES
+        }
+        _ => false,
+    }
 }
 
 /// The logfmt tokenizer [`parse_logfmt`] and [`scan_logfmt`] share: calls `field` for each
@@ -352,8 +349,8 @@ fn logfmt_fields<'a, const JSON: bool>(
             return false;
         }
         let key = &line[key_start..i];
-        i += 1; // '='
-                // Where a quote starts, and how long it is: `"`, or `\"` in JSON.
+        // Past the '='. Where a quote starts, and how long it is: `"`, or `\"` in JSON.
+        i += 1;
         let quote_at = |at: usize| {
             if JSON {
                 b.get(at) == Some(&b'\\') && b.get(at + 1) == Some(&b'"')
@@ -367,24 +364,18 @@ fn logfmt_fields<'a, const JSON: bool>(
             let Some(end) = crate::jsonstr::find_special(b, start) else {
                 return false;
             };
-            if JSON {
-                if quote_at(end) {
-                    field(key, Scanned::Line(&line[start..end]));
-                    i = end + quote_len;
-                } else {
-                    let from = scratch.len();
-                    let Some(next) = unescape_go_json_into(line, start, end, scratch) else {
-                        return false;
-                    };
-                    field(key, Scanned::Scratch(from, scratch.len()));
-                    i = next;
-                }
-            } else if b[end] == b'"' {
+            if quote_at(end) {
                 field(key, Scanned::Line(&line[start..end]));
-                i = end + 1;
+                i = end + quote_len;
             } else {
+                // An escape in the value: decoded onto the end of `scratch`.
                 let from = scratch.len();
-                let Some(next) = unescape_go_into(line, start, end, scratch) else {
+                let next = if JSON {
+                    unescape_go_json_into(line, start, end, scratch)
+                } else {
+                    unescape_go_into(line, start, end, scratch)
+                };
+                let Some(next) = next else {
                     return false;
                 };
                 field(key, Scanned::Scratch(from, scratch.len()));
@@ -474,7 +465,10 @@ fn unescape_go_json_into(s: &str, start: usize, escape: usize, out: &mut String)
     out.push_str(&s[start..escape]);
     let mut i = escape;
     loop {
-        // `b[i]` starts a JSON escape.
+        // `b[i]` starts a JSON escape (a quote would end the JSON string: not in a body).
+        if b.get(i) != Some(&b'\\') {
+            return None;
+        }
         if b.get(i + 1)? == &b'"' {
             return Some(i + 2);
         }
@@ -502,10 +496,6 @@ fn unescape_go_json_into(s: &str, start: usize, escape: usize, out: &mut String)
         let run = i + len;
         i = crate::jsonstr::find_special(b, run)?;
         out.push_str(&s[run..i]);
-        // A quote here would be the end of the JSON string: not in a body.
-        if b[i] != b'\\' {
-            return None;
-        }
     }
 }
 

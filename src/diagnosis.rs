@@ -262,36 +262,29 @@ impl<'r> KnownFields<'r> {
     /// escaped values decoded into `scratch`: what [`KnownFields::of`] gives for it. `None` for
     /// any other line.
     fn scan(line: &'r str, scratch: &'r mut String) -> Option<Self> {
-        scratch.clear();
-        let mut slots = [None; KNOWN_KEYS];
-        let plain = authlog::scan_logfmt(line, scratch, |k, v| {
-            if let Some(i) = Self::slot(k) {
-                slots[i] = slots[i].or(Some(v));
-            }
-        });
-        if !plain {
-            return None;
-        }
-        let scratch: &'r String = scratch;
-        Some(Self::from_slots(slots.map(|v| {
-            v.map(|v| match v {
-                authlog::Scanned::Line(s) => s,
-                authlog::Scanned::Scratch(a, b) => &scratch[a..b],
-            })
-        })))
+        Self::scan_as(line, false, scratch)
     }
 
     /// [`KnownFields::scan`] for a line still escaped as a JSON string's body (see
     /// [`authlog::scan_logfmt_json`]): `None` also for escapes that scan leaves to the decoded
     /// line.
     fn scan_json(body: &'r str, scratch: &'r mut String) -> Option<Self> {
+        Self::scan_as(body, true, scratch)
+    }
+
+    fn scan_as(text: &'r str, json: bool, scratch: &'r mut String) -> Option<Self> {
         scratch.clear();
         let mut slots = [None; KNOWN_KEYS];
-        let plain = authlog::scan_logfmt_json(body, scratch, |k, v| {
+        let collect = |k, v| {
             if let Some(i) = Self::slot(k) {
                 slots[i] = slots[i].or(Some(v));
             }
-        });
+        };
+        let plain = if json {
+            authlog::scan_logfmt_json(text, scratch, collect)
+        } else {
+            authlog::scan_logfmt(text, scratch, collect)
+        };
         if !plain {
             return None;
         }
