@@ -1126,7 +1126,8 @@ impl Aggregator {
             Line::Text(text) => text,
             Line::Json(body) => {
                 let mut unescaped = std::mem::take(&mut self.unescaped);
-                let fields = KnownFields::scan_json(&body[..body.len() - 1], &mut unescaped);
+                let inner = body.strip_suffix('"').unwrap_or(body);
+                let fields = KnownFields::scan_json(inner, &mut unescaped);
                 if let Some(fields) = fields {
                     self.stats.parsed += 1;
                     let mut arn_buf = std::mem::take(&mut self.arn_buf);
@@ -1980,6 +1981,25 @@ mod tests {
                 .collect();
             assert_scan_agrees(&format!("{lead}{}{trail}", body.join(" ")));
         }
+    }
+
+    #[test]
+    fn json_lines_read_in_place_or_decoded() {
+        let origin = Origin::default();
+        let line = r#"msg="access denied" arn="arn:aws:iam::111122223333:role/dev" error="sts getCallerIdentity failed: Body: {\"Code\":\"ExpiredToken\"}""#;
+        let json = serde_json::to_string(line).unwrap();
+        let (mut text, mut escaped) = (Aggregator::new(), Aggregator::new());
+        text.add(&origin, Some("1"), None, line);
+        escaped.add_line(&origin, Some("1"), None, Line::Json(&json[1..]));
+        let (a, b) = (text.finish(), escaped.finish());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        assert_eq!(a.0[0].cause, Some(Cause::ExpiredToken));
+        // Bodies that were never checked (the variant is public): counted, never a panic.
+        let mut odd = Aggregator::new();
+        for body in ["", "é", "msg=x", "\"", "msg=\\q\"", r#"a=\u00e9""#] {
+            odd.add_line(&origin, None, None, Line::Json(body));
+        }
+        assert_eq!(odd.finish().1.events, 6);
     }
 
     #[test]

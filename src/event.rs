@@ -130,7 +130,7 @@ impl<'a> Line<'a> {
                 // Checked when the batch was parsed (jsonstr::skip accepts what decodes).
                 if crate::jsonstr::unescape_into(body, 0, out).is_none() {
                     out.truncate(start);
-                    out.push_str(&body[..body.len().saturating_sub(1)]);
+                    out.push_str(body.strip_suffix('"').unwrap_or(body));
                 }
             }
         }
