@@ -1129,10 +1129,7 @@ impl Aggregator {
                 let inner = body.strip_suffix('"').unwrap_or(body);
                 let fields = KnownFields::scan_json(inner, &mut unescaped);
                 if let Some(fields) = fields {
-                    self.stats.parsed += 1;
-                    let mut arn_buf = std::mem::take(&mut self.arn_buf);
-                    self.add_fields(origin, &fields, timestamp_ms, line, &mut arn_buf);
-                    self.arn_buf = arn_buf;
+                    self.add_parsed(origin, &fields, timestamp_ms, line);
                     self.unescaped = unescaped;
                     return;
                 }
@@ -1186,17 +1183,22 @@ impl Aggregator {
                 KnownFields::of(&rec)
             }
         };
+        self.add_parsed(origin, &fields, timestamp_ms, Line::Text(line));
+        self.unescaped = unescaped;
+    }
+
+    /// Counts a line whose fields were read, then diagnoses and groups it.
+    fn add_parsed(
+        &mut self,
+        origin: &Origin,
+        fields: &KnownFields<'_>,
+        timestamp_ms: Option<i64>,
+        line: Line<'_>,
+    ) {
         self.stats.parsed += 1;
         let mut arn_buf = std::mem::take(&mut self.arn_buf);
-        self.add_fields(
-            origin,
-            &fields,
-            timestamp_ms,
-            Line::Text(line),
-            &mut arn_buf,
-        );
+        self.add_fields(origin, fields, timestamp_ms, line, &mut arn_buf);
         self.arn_buf = arn_buf;
-        self.unescaped = unescaped;
     }
 
     fn add_fields(
