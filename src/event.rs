@@ -1370,6 +1370,52 @@ mod fast_logs {
 
         /// One event: where its strings sit in the text.
         fn event(&mut self, spans: &mut Vec<Span>) -> Option<()> {
+            let start = self.i;
+            if let Some(span) = self.cloudwatch_event() {
+                spans.push(span);
+                return Some(());
+            }
+            self.i = start;
+            self.event_any(spans)
+        }
+
+        /// An event exactly as CloudWatch Logs writes it, `{"id":"<digits>","timestamp":<n>,
+        /// "message":"<body>"}` with no whitespace, read by matching its fixed parts instead of
+        /// parsing three keys; `None` for any other element, which [`Parser::event_any`] then
+        /// reads (its span for this form is the same one).
+        fn cloudwatch_event(&mut self) -> Option<Span> {
+            let b = self.s.as_bytes();
+            let rest = b.get(self.i..)?;
+            let after_id = rest.strip_prefix(b"{\"id\":\"")?;
+            let id_start = self.i + (rest.len() - after_id.len());
+            let id_end = crate::jsonstr::find_special(b, id_start)?;
+            if b[id_end] != b'"' {
+                return None;
+            }
+            self.i = id_end + 1;
+            self.literal(b",\"timestamp\":")?;
+            let timestamp = self.opt_i64()?;
+            self.literal(b",\"message\":\"")?;
+            let message_start = self.i;
+            let (message_end, json) = crate::jsonstr::skip(self.s, message_start)?;
+            self.i = message_end + 1;
+            self.literal(b"}")?;
+            Some(Span {
+                id: Some((id_start, id_end)),
+                timestamp,
+                message: (message_start, message_end),
+                json,
+            })
+        }
+
+        /// Consumes `lit` when the text goes on with it.
+        fn literal(&mut self, lit: &[u8]) -> Option<()> {
+            let rest = self.s.as_bytes().get(self.i..)?;
+            rest.starts_with(lit).then(|| self.i += lit.len())
+        }
+
+        /// One event in any form [`Parser::event`] takes.
+        fn event_any(&mut self, spans: &mut Vec<Span>) -> Option<()> {
             self.eat(b'{')?;
             let mut id = None;
             let mut timestamp = None;
@@ -1624,6 +1670,15 @@ mod tests {
             ev(r#"{"message":"m","timestamp":-9223372036854775808}"#),
             ev(r#"{"message":"a"},{"message":"b"}"#),
             r#"{"mess\u0061geType":"DATA_MESSAGE"}"#.to_string(),
+            // CloudWatch's own form, read by its fixed parts, and near misses that the general
+            // event parser reads instead.
+            ev(r#"{"id":"1","timestamp":2,"message":"m"},{"id":"","timestamp":null,"message":""}"#),
+            ev(r#"{"id":"1","timestamp":2,"message":"a\"b \\ \u00e9"}"#),
+            ev(r#"{"id":"1","timestamp":2 ,"message":"m"}"#),
+            ev(r#"{"id":"1","timestamp":2,"message":"m" }"#),
+            ev(r#"{"id":"1","timestamp": 2,"message":"m"} "#),
+            ev(r#"{"id":"1","message":"m","timestamp":2}"#),
+            ev(r#"{"id":null,"timestamp":2,"message":"m"}"#),
         ] {
             assert!(fast_agrees(&json), "not taken: {json}");
         }
@@ -1654,6 +1709,10 @@ mod tests {
             ev(r#"{"message":"a","extra":true}"#),
             ev(r#"{"message":"a"},"#),
             ev(r#"{"message":"tab	inside"}"#),
+            ev(r#"{"id":"1\"","timestamp":2,"message":"m"}"#),
+            ev(r#"{"id":"1","timestamp":1.5,"message":"m"}"#),
+            ev(r#"{"id":"1","timestamp":2,"message":"m","id":"2"}"#),
+            ev(r#"{"id":"1","timestamp":2,"message":"m"#),
         ] {
             assert!(!fast_agrees(&json), "taken: {json}");
         }
