@@ -1710,6 +1710,7 @@ mod tests {
             ev(r#"{"message":"a"},"#),
             ev(r#"{"message":"tab	inside"}"#),
             ev(r#"{"id":"1\"","timestamp":2,"message":"m"}"#),
+            ev(r#"{"id":"1\,"timestamp":2,"message":"m"}"#),
             ev(r#"{"id":"1","timestamp":1.5,"message":"m"}"#),
             ev(r#"{"id":"1","timestamp":2,"message":"m","id":"2"}"#),
             ev(r#"{"id":"1","timestamp":2,"message":"m"#),
@@ -1738,6 +1739,10 @@ mod tests {
                 proptest::strategy::Just("\"messageType\"".to_string()),
                 proptest::strategy::Just("\"DATA_MESSAGE\"".to_string()),
                 proptest::strategy::Just("\"subscriptionFilters\"".to_string()),
+                // The fixed parts of CloudWatch's own event form.
+                proptest::strategy::Just("{\"id\":\"".to_string()),
+                proptest::strategy::Just("\",\"timestamp\":".to_string()),
+                proptest::strategy::Just(",\"message\":\"".to_string()),
                 "-?[0-9]{1,20}(\\.[0-9])?",
                 "\"([a-z =\"é]|\\\\[\"\\\\/bfnrtux]|\\\\u[0-9a-fA-F]{4})*\"",
             ], 0..40)
@@ -1748,6 +1753,10 @@ mod tests {
             fast_agrees(&wrapped);
             let object = format!("{{\"logEvents\":[{{{json}}}]}}");
             fast_agrees(&object);
+            let after_cloudwatch = format!(
+                r#"{{"logEvents":[{{"id":"1","timestamp":2,"message":"m"}},{{"id":"{json}"#
+            );
+            fast_agrees(&after_cloudwatch);
         }
     }
 
