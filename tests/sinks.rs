@@ -713,29 +713,111 @@ async fn an_sns_outage_is_retried_without_duplicates_elsewhere() {
     assert_eq!(drain(&sns_queue, 1).await.len(), 1, "SNS got it once");
 }
 
+/// A DynamoDB store that holds the race two invocations can run in one order: it says when its
+/// first read has returned, and holds its first write until told to go. moto serves requests on
+/// threads and checks a write's condition without a lock, so two writes racing there for real can
+/// both pass (DynamoDB's cannot); forcing the order makes the loser's write meet the winner's
+/// item, which is the case to test.
+struct Gated {
+    inner: DynamoStore,
+    read: Arc<tokio::sync::Notify>,
+    go: Arc<tokio::sync::Notify>,
+    first_read: std::sync::atomic::AtomicBool,
+    first_write: std::sync::atomic::AtomicBool,
+}
+
+impl Store for Gated {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn get<'a>(
+        &'a self,
+        pk: &'a str,
+    ) -> suppress::BoxFuture<'a, Result<Option<suppress::TicketState>, suppress::StoreError>> {
+        Box::pin(async move {
+            let r = self.inner.get(pk).await;
+            if self
+                .first_read
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                self.read.notify_one();
+            }
+            r
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        pk: &'a str,
+        ticket_id: &'a str,
+        write: &'a suppress::Write,
+    ) -> suppress::BoxFuture<'a, Result<bool, suppress::StoreError>> {
+        Box::pin(async move {
+            if self
+                .first_write
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                self.go.notified().await;
+            }
+            self.inner.write(pk, ticket_id, write).await
+        })
+    }
+
+    fn mark_delivered<'a>(
+        &'a self,
+        pk: &'a str,
+        opened_at: i64,
+        sink: &'a str,
+    ) -> suppress::BoxFuture<'a, Result<(), suppress::StoreError>> {
+        self.inner.mark_delivered(pk, opened_at, sink)
+    }
+}
+
 /// Two invocations with different batches race for the same new ticket: one opens, one counts.
+/// The first reads the ticket absent, then the second opens and delivers it before the first
+/// writes: the first's conditional write fails, and it reads again and counts its batch.
 #[tokio::test]
 async fn concurrent_first_occurrences_open_once() {
     let table = table().await;
     let hook = Hook::start(&[200], false).await;
-    let make = || {
-        let store: Box<dyn Store> = Box::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk()),
-            table.clone(),
-        ));
+    let dynamo = || DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk()), table.clone());
+    let make = |store: Box<dyn Store>| {
         deps(Delivery::Enabled(Dispatcher::new(
             vec![Box::new(hook.sink(None, Duration::from_secs(5), 0))],
             Some(store),
             Duration::from_secs(3600),
         )))
     };
-    let (a, b) = (make(), make());
+    let (read, go) = (
+        Arc::new(tokio::sync::Notify::new()),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    let a = make(Box::new(Gated {
+        inner: dynamo(),
+        read: read.clone(),
+        go: go.clone(),
+        first_read: true.into(),
+        first_write: true.into(),
+    }));
+    let b = make(Box::new(dynamo()));
     let user = support::unique("dave");
     let (ea, eb) = (event(&user, &["d1"]), event(&user, &["d2", "d3"]));
-    let (ra, rb) = tokio::join!(invoke(&a, &ea), invoke(&b, &eb));
+    let race = async {
+        tokio::join!(invoke(&a, &ea), async {
+            read.notified().await;
+            let rb = invoke(&b, &eb).await;
+            go.notify_one();
+            rb
+        })
+    };
+    // The gates wait on each other: a store that never reads would hang them.
+    let (ra, rb) = tokio::time::timeout(Duration::from_secs(60), race)
+        .await
+        .expect("the gated race finishes");
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
-    assert_eq!(ra.delivery.opened + rb.delivery.opened, 1);
-    assert_eq!(ra.delivery.suppressed + rb.delivery.suppressed, 1);
+    assert_eq!((rb.delivery.opened, rb.delivery.suppressed), (1, 0));
+    assert_eq!((ra.delivery.opened, ra.delivery.suppressed), (0, 1));
     assert_eq!(hook.hits().len(), 1);
     assert_eq!(
         num(&item(&table, &ra.tickets[0].id).await, "occurrences"),
