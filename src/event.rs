@@ -470,7 +470,7 @@ pub fn decode_value_early(
             .ok_or_else(|| DecodeError::shape("awslogs", "missing string field 'data'"))?;
         let layer = "awslogs.data base64";
         let data = b64_checked(data, layer, limits)?;
-        let (batch, _) = if cores() >= 2 && data.len() / 4 * 3 >= STREAM_MIN_GZ {
+        let (batch, _) = if streams(data.len() / 4 * 3) {
             // Decompression starts with the first decoded bytes, not after all of them.
             gunzip_logs_streamed(Gz::Base64(data), "awslogs.data", region_hint, limits, early)?
         } else {
@@ -694,7 +694,7 @@ fn gunzip_logs(
     limits: &Limits,
     early: Option<&mut dyn Early>,
 ) -> Result<(Batch, usize), DecodeError> {
-    if cores() < 2 || gz.len() < STREAM_MIN_GZ {
+    if !streams(gz.len()) {
         return gunzip_then_parse(gz, layer, region, limits);
     }
     gunzip_logs_streamed(Gz::Bytes(gz), layer, region, limits, early)
@@ -711,6 +711,12 @@ fn gunzip_then_parse(
     let size = json.len();
     let batch = parse_logs_json(json, &format!("{layer} JSON"), region, limits)?;
     Ok((batch, size))
+}
+
+/// Whether `gz_len` bytes of gzip are decompressed on a second thread while this one parses
+/// (see [`gunzip_logs_streamed`]): with a second core, for payloads of [`STREAM_MIN_GZ`] or more.
+fn streams(gz_len: usize) -> bool {
+    cores() >= 2 && gz_len >= STREAM_MIN_GZ
 }
 
 /// The cores this process may use, read once (`available_parallelism` reads cgroup files on
